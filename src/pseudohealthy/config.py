@@ -1,0 +1,223 @@
+"""Configuration for every run: plain dataclasses, read from and written to YAML/JSON.
+
+One object per stage (preprocessing, networks, training) and one :class:`RunConfig` that holds the
+latter two for a training run. The resolved config is written next to every output and stored in
+every checkpoint, so that inference never needs a flag repeated.
+
+Overrides on the command line use dotted keys: ``train.epochs=3 model.gen_blocks=2``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pseudohealthy.errors import UserError
+
+
+@dataclass
+class PreprocessConfig:
+    """How raw volumes become the slice cache (SPEC section 4). Stored in the fingerprint."""
+
+    source: str = "brats"  # brats | lits | folder
+    modality: str = "t2"  # BraTS modality suffix (t2, flair, t1, t1ce; BraTS 2023+: t2w, t2f, ...)
+    grade: str | None = None  # BraTS HGG/LGG filter where the layout has it; None keeps all
+    lesion_labels: list[int] | None = None  # None: source default (BraTS: all > 0, LiTS: [2], folder: [1])
+    region_labels: list[int] | None = None  # None: source default (BraTS: brain = image > 0; LiTS: [1, 2])
+    intensity: str | None = None  # percentile | range; None: source default (BraTS percentile, LiTS range)
+    clip_percentile: float = 99.5  # upper clip for `percentile`: this percentile of region voxels
+    clip_range: tuple[float, float] | None = None  # lower/upper clip for `range` (LiTS default -200, 250 HU)
+    normalization: str = "volume"  # volume | zscore-slice (reference code); see data/preprocessing.py
+    working_size: int | None = None  # square in-plane size for training; None keeps the original
+    resize_mode: str = "resize"  # resize | crop (centre crop/pad)
+    slice_margin: int = 20  # LiTS/CT: keep slices from this many below to this many above the region
+    test_fraction: float = 0.1  # held-out cases (paper: 25/259 BraTS, 13/131 LiTS)
+    split_seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Network widths and depths (SPEC section 2). The paper preset is the default."""
+
+    gen_channels: int = 64  # first generator conv width; doubles at each downsampling
+    gen_blocks: int = 9  # residual blocks at the bottleneck
+    gen_downsamplings: int = 2
+    seg_base: int = 64  # U-Net first level width; doubles per level
+    seg_depth: int = 4  # number of max-pool downsamplings
+    seg_max_channels: int = 512
+
+
+@dataclass
+class TrainConfig:
+    """GVS training (SPEC section 3). Defaults are the paper's values."""
+
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.99)
+    poly_power: float = 0.8  # lr = base * (1 - epoch / epochs) ** poly_power, after each epoch
+    lambda_residual: float = 10.0  # weight of MSE(x_p, G(x_p)) in the generator loss
+    seg_loss: str = "wce"  # wce (full GVS, difference-aware) | ce (basic GVS)
+    wce_floor: float = 0.1  # lower bound of the difference-aware weight
+    step_order: str = "seg-first"  # seg-first (paper: Step A then B) | gen-first (reference code)
+    residual_region: str = "image"  # image (paper) | normal (normal tissue only)
+    train_fraction: float = 1.0  # GVS(0.3) trains on 30% of the training cases
+    lesion_only: bool = True  # train on lesion-containing slices only (paper)
+    augment: bool = False  # seeded flips and small rotations
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast on CUDA only; ignored on CPU
+    num_workers: int = 0
+    max_steps_per_epoch: int | None = None  # cap for quick runs and tests
+    preview_slices: int = 4
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs; saved as ``config.yaml`` in the run folder and in checkpoints."""
+
+    data: str = ""  # slice cache folder written by `pseudohealthy preprocess`
+    preset: str = "paper"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # paper: the full networks of SPEC section 2; meant for GPUs.
+    "paper": {"model": {}, "train": {}},
+    # small: CPU-sized networks (about 5 s per batch-8 step at 128x128 on 2 cores).
+    "small": {
+        "model": {"gen_channels": 32, "gen_blocks": 6, "seg_base": 32, "seg_max_channels": 256},
+        "train": {},
+    },
+    # tiny: for tests only; trains in seconds on 32x32 slices.
+    "tiny": {
+        "model": {"gen_channels": 8, "gen_blocks": 2, "seg_base": 8, "seg_depth": 3, "seg_max_channels": 32},
+        "train": {"epochs": 2, "batch_size": 4},
+    },
+}
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass (nested) to plain dicts/lists, tuples turned into lists (YAML/JSON friendly)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
+    """Build dataclass ``cls`` from a (nested) dict, refusing unknown keys with a clear message."""
+    if not isinstance(values, dict):
+        raise UserError(f"{where}: expected a mapping, got {type(values).__name__}.")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys are {', '.join(known)}.")
+    kwargs = {}
+    defaults = cls()
+    for name, value in values.items():
+        current = getattr(defaults, name)
+        if dataclasses.is_dataclass(current):
+            kwargs[name] = from_dict(type(current), value, f"{where}.{name}")
+        elif isinstance(current, tuple) and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        elif name == "clip_range" and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override's value as YAML (numbers, booleans, null, lists), else keep the string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides to a nested dict (in place) and return it."""
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r}: expected key=value, for example train.epochs=3.")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = values
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override {item!r}: {part} is not a section.")
+        node[parts[-1]] = _parse_value(text)
+    return values
+
+
+def deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON file into a dict, with a clear error for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML/JSON ({str(exc).splitlines()[0]}).") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level.")
+    return data
+
+
+def write_config(obj: Any, path: str | Path) -> None:
+    """Write a config (dataclass or dict) as YAML (``.yaml``/``.yml``) or JSON (anything else)."""
+    path = Path(path)
+    data = to_dict(obj)
+    if path.suffix in (".yaml", ".yml"):
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    else:
+        path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def resolve_run_config(
+    config_file: str | Path | None = None,
+    preset: str | None = None,
+    overrides: list[str] | None = None,
+    data: str | None = None,
+) -> RunConfig:
+    """Preset, then config file, then ``key=value`` overrides, then explicit arguments win."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values = read_mapping(config_file)
+    chosen = preset or values.get("preset") or "paper"
+    if chosen not in PRESETS:
+        raise UserError(f"preset {chosen!r} is unknown; choose one of {', '.join(PRESETS)}.")
+    merged = deep_update(json.loads(json.dumps(PRESETS[chosen])), values)
+    merged["preset"] = chosen
+    apply_overrides(merged, list(overrides or []))
+    if data is not None:
+        merged["data"] = str(data)
+    return from_dict(RunConfig, merged)
+
+
+def resolve_preprocess_config(
+    config_file: str | Path | None = None, overrides: list[str] | None = None, **explicit: Any
+) -> PreprocessConfig:
+    values: dict[str, Any] = read_mapping(config_file) if config_file is not None else {}
+    apply_overrides(values, list(overrides or []))
+    values.update({k: v for k, v in explicit.items() if v is not None})
+    return from_dict(PreprocessConfig, values)
