@@ -75,6 +75,28 @@ def load_nifti(path: str | Path, what: str = "image", dtype: type = np.float32) 
     return Volume(data=np.ascontiguousarray(data), affine=np.asarray(img.affine, dtype=np.float64), header=img.header.copy(), path=path)
 
 
+def canonical_shape(path: str | Path, what: str = "image") -> tuple[int, int, int]:
+    """The canonical (RAS+) shape of a 3D NIfTI file from its header alone (no voxel is read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: {what} file not found.")
+    try:
+        img = nib.load(str(path))
+    except (EOFError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: cannot read this {what} as NIfTI; the file is corrupt or truncated ({reason}).") from None
+    shape = tuple(int(n) for n in img.shape)
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise UserError(f"{path}: expected a 3D {what} volume, got {len(shape)}D data of shape {shape}.")
+    ornt = io_orientation(img.affine)
+    out = [0, 0, 0]
+    for axis, n in enumerate(shape):
+        out[int(ornt[axis, 0])] = n
+    return tuple(out)  # type: ignore[return-value]
+
+
 def from_canonical(data: np.ndarray, reference: Volume) -> np.ndarray:
     """Turn a canonical-orientation array back into ``reference``'s on-disk voxel order."""
     back = ornt_transform(axcodes2ornt(("R", "A", "S")), io_orientation(reference.affine))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pseudohealthy.data.nifti_io import NIFTI_SUFFIXES, Volume, load_nifti, same_geometry
+from pseudohealthy.data.nifti_io import NIFTI_SUFFIXES, Volume, load_nifti, same_geometry, strip_nifti_suffix
 from pseudohealthy.errors import UserError
 
 SOURCES = ("brats", "lits", "folder")
@@ -63,9 +63,19 @@ def _first_existing(folder: Path, stems: list[str]) -> Path | None:
     return None
 
 
+def check_input_folder(root: str | Path) -> Path:
+    """Refuse a missing or empty input folder (before guessing its layout)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: input folder not found.")
+    if not any(root.iterdir()):
+        raise UserError(f"{root}: input folder is empty.")
+    return root
+
+
 def detect_source(root: str | Path) -> str:
     """Guess the layout of a data set folder (or a single case folder)."""
-    root = Path(root)
+    root = check_input_folder(root)
     if (root / "imagesTr").is_dir() or (root / "imagesTs").is_dir():
         return "folder"
     names = [p.name for p in root.rglob("*.nii*")][:2000]
@@ -120,6 +130,11 @@ def _find_lits(root: Path) -> list[CaseFiles]:
             mask = next(iter(sorted(root.rglob(f"segmentation-{n}.nii*"))), None)
         healthy = _first_existing(image.parent, [f"volume-{n}_healthy"])
         cases.append(CaseFiles(f"volume-{n}", image, mask, healthy))
+    found = {c.case_id for c in cases}
+    for seg in sorted(root.rglob("segmentation-*.nii*")):
+        m = re.fullmatch(r"segmentation-(\d+)\.nii(\.gz)?", seg.name)
+        if m and f"volume-{m.group(1)}" not in found:
+            raise UserError(f"{seg}: the image volume-{m.group(1)}.nii of this segmentation is missing.")
     return cases
 
 
@@ -132,6 +147,10 @@ def _find_folder(root: Path) -> list[CaseFiles]:
             mask = _first_existing(labels, [case]) if labels.is_dir() else None
             healthy = _first_existing(root / sub.replace("images", "healthy"), [case])
             cases.append(CaseFiles(case, image, mask, healthy))
+        found = {c.case_id for c in cases}
+        for label in sorted(labels.glob("*.nii*")) if labels.is_dir() else []:
+            if strip_nifti_suffix(label.name) not in found:
+                raise UserError(f"{label}: the image {sub}/{strip_nifti_suffix(label.name)}_0000.nii.gz of this label file is missing.")
     return cases
 
 
@@ -141,11 +160,7 @@ def find_cases(root: str | Path, source: str = "auto", modality: str = "t2", gra
     ``require_mask`` refuses a case without a lesion mask (training, evaluation); synthesis passes
     False since the generator needs no mask.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"{root}: input folder not found.")
-    if not any(root.iterdir()):
-        raise UserError(f"{root}: input folder is empty.")
+    root = check_input_folder(root)
     if source == "auto":
         source = detect_source(root)
     if source not in SOURCES:

@@ -1,0 +1,56 @@
+"""Seeded slice augmentation: random flips and small rotations, applied alike to image and masks.
+
+Random-then-deterministic (as in TorchIO): :func:`sample_augmentation` draws the parameters from a
+generator, :func:`apply_augmentation` applies them without any randomness, so a transform can be
+logged and replayed. :func:`augmentation_rng` seeds one generator per ``(seed, epoch, index)``, so
+a training run replays exactly whatever the order or the number of data loader workers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """One sampled transform. ``flip_h`` mirrors the H axis (canonical X: left-right)."""
+
+    flip_h: bool = False
+    flip_w: bool = False
+    angle: float = 0.0  # degrees, in-plane rotation about the slice centre
+
+
+def augmentation_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """An independent generator for one item of one epoch."""
+    return np.random.default_rng([int(seed), int(epoch), int(index)])
+
+
+def sample_augmentation(rng: np.random.Generator, max_angle: float = 10.0, p_flip_h: float = 0.5, p_flip_w: float = 0.0) -> AugmentParams:
+    """Draw a transform: left-right flip with ``p_flip_h`` (brains are nearly symmetric), an
+    anterior-posterior flip with ``p_flip_w`` (off by default: anatomy has no such symmetry), and a
+    rotation uniform in ``[-max_angle, max_angle]`` degrees."""
+    flip_h = bool(rng.random() < p_flip_h)
+    flip_w = bool(rng.random() < p_flip_w)
+    angle = float(rng.uniform(-max_angle, max_angle)) if max_angle > 0 else 0.0
+    return AugmentParams(flip_h, flip_w, angle)
+
+
+def _transform(slice_: np.ndarray, params: AugmentParams, order: int, fill: float) -> np.ndarray:
+    out = slice_
+    if params.flip_h:
+        out = out[::-1, :]
+    if params.flip_w:
+        out = out[:, ::-1]
+    if params.angle != 0.0:
+        out = ndimage.rotate(out, params.angle, reshape=False, order=order, mode="constant", cval=fill)
+    return np.ascontiguousarray(out)
+
+
+def apply_augmentation(params: AugmentParams, image: np.ndarray, *masks: np.ndarray, background: float = -1.0) -> tuple[np.ndarray, ...]:
+    """Apply ``params`` to an image ``(H, W)`` (linear, corners filled with ``background``) and to any
+    masks ``(H, W)`` (nearest neighbour, so they stay binary and aligned with the image)."""
+    out_image = np.clip(_transform(image, params, order=1, fill=background), -1.0, 1.0).astype(np.float32)
+    out_masks = tuple(_transform(m, params, order=0, fill=0).astype(m.dtype, copy=False) for m in masks)
+    return (out_image, *out_masks)

@@ -1,0 +1,131 @@
+"""A PyTorch ``Dataset`` over the slice cache written by ``pseudohealthy preprocess``.
+
+Items are ``(image, lesion, region, case_id, slice_index)``: ``image`` float32 ``(1, H, W)`` in
+[-1, 1], ``lesion`` and ``region`` float32 ``(1, H, W)`` in {0, 1}, ``case_id`` str, ``slice_index``
+the canonical z of the slice. Arrays are memory-mapped and opened lazily in each process, so a data
+loader's workers share the page cache instead of copying the arrays.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from pseudohealthy.data.augment import apply_augmentation, augmentation_rng, sample_augmentation
+from pseudohealthy.data.cache import open_array, read_fingerprint, read_slice_table
+from pseudohealthy.data.splits import read_splits, subset_cases
+from pseudohealthy.errors import UserError
+
+SPLITS = ("train", "test", "all")
+
+
+class SliceDataset(Dataset):
+    """Slices of one split of a cache.
+
+    ``lesion_only`` keeps lesion-containing slices (the paper trains on these only); ``fraction``
+    keeps a seeded subset of the split's cases (at least one; nested across fractions for one seed:
+    GVS(0.3) is trained on a subset of GVS(0.5)'s cases); ``augment`` applies seeded flips and small
+    rotations, replayable per ``(seed, epoch, cache row)`` (call :meth:`set_epoch` each epoch).
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        split: str = "train",
+        lesion_only: bool = False,
+        fraction: float = 1.0,
+        seed: int = 0,
+        augment: bool = False,
+    ) -> None:
+        if split not in SPLITS:
+            raise UserError(f"split {split!r} is unknown; choose one of {', '.join(SPLITS)}.")
+        self.cache_dir = Path(cache_dir)
+        self.fingerprint: dict[str, Any] = read_fingerprint(self.cache_dir)
+        self.split = split
+        self.lesion_only = lesion_only
+        self.seed = int(seed)
+        self.augment = augment
+        self.epoch = 0
+        table = read_slice_table(self.cache_dir)
+        all_cases = list(self.fingerprint["cases"])
+        if split == "all":
+            cases = all_cases
+        else:
+            cases = read_splits(self.cache_dir / "splits.json")[split]
+        if fraction != 1.0:
+            cases = subset_cases(cases, fraction, seed)
+        self.case_ids: list[str] = sorted(cases)
+        keep = set(self.case_ids)
+        self.rows = [r for r in table if r.case_id in keep and (r.has_lesion or not lesion_only)]
+        self._indices = np.array([r.index for r in self.rows], dtype=np.int64)
+        self.working_size: tuple[int, int] = tuple(self.fingerprint["working_size"])  # type: ignore[assignment]
+        self.has_healthy: bool = bool(self.fingerprint.get("has_healthy", False))
+        self._arrays: dict[str, np.ndarray] = {}
+        self._pid = -1
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the augmentation stream of this epoch (same epoch, same transforms)."""
+        self.epoch = int(epoch)
+
+    def _array(self, name: str) -> np.ndarray:
+        # Opened per process: a memory map inherited through fork is fine, one pickled to a spawned
+        # worker would be copied whole.
+        if self._pid != os.getpid():
+            self._arrays = {}
+            self._pid = os.getpid()
+        if name not in self._arrays:
+            self._arrays[name] = open_array(self.cache_dir, name)
+        return self._arrays[name]
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_arrays"] = {}
+        state["_pid"] = -1
+        return state
+
+    def _arrays_at(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        row = int(self._indices[i])
+        image = np.array(self._array("images")[row], dtype=np.float32)
+        lesion = np.array(self._array("lesions")[row], dtype=np.uint8)
+        region = np.array(self._array("regions")[row], dtype=np.uint8)
+        healthy = np.array(self._array("healthy")[row], dtype=np.float32) if self.has_healthy else None
+        if self.augment:
+            params = sample_augmentation(augmentation_rng(self.seed, self.epoch, row))
+            if healthy is not None:
+                image, healthy = apply_augmentation(params, image)[0], apply_augmentation(params, healthy)[0]
+            image, lesion, region = apply_augmentation(params, image, lesion, region)
+        return image, lesion, region, healthy
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str, int]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} slices")
+        i = i % len(self)
+        image, lesion, region, _ = self._arrays_at(i)
+        row = self.rows[i]
+        return (
+            torch.from_numpy(image)[None],
+            torch.from_numpy(lesion.astype(np.float32))[None],
+            torch.from_numpy(region.astype(np.float32))[None],
+            row.case_id,
+            row.z,
+        )
+
+    def healthy(self, i: int) -> torch.Tensor:
+        """The true healthy slice ``(1, H, W)`` float32 of item ``i`` (phantom data only), with the
+        same augmentation as :meth:`__getitem__`."""
+        if not self.has_healthy:
+            raise UserError(f"{self.cache_dir}: this cache holds no true healthy images (only the phantom has them).")
+        _, _, _, healthy = self._arrays_at(i % len(self))
+        return torch.from_numpy(healthy)[None]  # type: ignore[arg-type]
+
+    def scale_offset(self, i: int) -> tuple[float, float]:
+        """``(scale, offset)`` of item ``i``: ``normalised = scale * clipped_input + offset``."""
+        row = self.rows[i]
+        return row.scale, row.offset

@@ -1,0 +1,119 @@
+"""SliceDataset over the cache: items, splits, lesion-only, nested fractions, seeded augmentation."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from pseudohealthy.data.augment import AugmentParams, apply_augmentation, augmentation_rng, sample_augmentation
+from pseudohealthy.data.cache import read_fingerprint
+from pseudohealthy.data.dataset import SliceDataset
+from pseudohealthy.data.splits import read_splits
+from pseudohealthy.errors import UserError
+
+
+@pytest.fixture
+def cache(tmp_path, brats_writer, build_cache):
+    root = tmp_path / "b"
+    for i in range(10):
+        brats_writer(root, f"C{i:02d}", shape=(32, 32, 8), seed=i, lesion=i != 9)
+    out, _ = build_cache(root, working_size=16, test_fraction=0.2)
+    return out
+
+
+def test_item_types_shapes_and_ranges(cache):
+    ds = SliceDataset(cache, "train")
+    image, lesion, region, case_id, z = ds[0]
+    assert image.dtype == lesion.dtype == region.dtype == torch.float32
+    assert image.shape == lesion.shape == region.shape == (1, 16, 16)
+    assert -1.0 <= image.min() and image.max() <= 1.0 and image.min() == -1.0
+    assert set(torch.unique(lesion).tolist()) <= {0.0, 1.0} and set(torch.unique(region).tolist()) <= {0.0, 1.0}
+    assert isinstance(case_id, str) and isinstance(z, int) and z == 0
+    assert ds[-1][3] == ds.case_ids[-1]
+
+
+@pytest.mark.parametrize("split", ["train", "test", "all"])
+def test_splits_hold_their_cases_only(cache, split):
+    ds = SliceDataset(cache, split)
+    splits = read_splits(cache / "splits.json")
+    expected = splits["train"] + splits["test"] if split == "all" else splits[split]
+    assert ds.case_ids == sorted(expected)
+    assert {ds.rows[i].case_id for i in range(len(ds))} == set(expected)
+    assert len(ds) == 8 * len(expected)
+
+
+def test_lesion_only_keeps_lesion_slices(cache):
+    ds = SliceDataset(cache, "all", lesion_only=True)
+    fp = read_fingerprint(cache)
+    assert len(ds) == fp["n_lesion_slices"] > 0
+    assert all(ds[i][1].sum() > 0 for i in range(len(ds)))
+    assert "C09" not in {r.case_id for r in ds.rows}
+
+
+def test_fraction_is_a_nested_seeded_subset(cache):
+    full = SliceDataset(cache, "train")
+    half = SliceDataset(cache, "train", fraction=0.5, seed=1)
+    quarter = SliceDataset(cache, "train", fraction=0.25, seed=1)
+    assert len(full.case_ids) == 8 and len(half.case_ids) == 4 and len(quarter.case_ids) == 2
+    assert set(quarter.case_ids) < set(half.case_ids) < set(full.case_ids)
+    assert SliceDataset(cache, "train", fraction=0.5, seed=1).case_ids == half.case_ids
+
+
+def test_augmentation_replays_per_epoch_and_changes_between_epochs(cache):
+    ds = SliceDataset(cache, "all", lesion_only=True, augment=True, seed=5)
+    plain = SliceDataset(cache, "all", lesion_only=True)
+    ds.set_epoch(0)
+    first = [ds[i][0] for i in range(len(ds))]
+    again = [ds[i][0] for i in range(len(ds))]
+    ds.set_epoch(1)
+    other = [ds[i][0] for i in range(len(ds))]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert sum(not torch.equal(a, b) for a, b in zip(first, other)) > len(ds) // 2
+    assert sum(not torch.equal(a, plain[i][0]) for i, a in enumerate(first)) > len(ds) // 2
+    for i in range(len(ds)):
+        image, lesion, region, _, _ = ds[i]
+        assert image.min() >= -1 and image.max() <= 1
+        assert set(torch.unique(lesion).tolist()) <= {0.0, 1.0}
+
+
+def test_flip_and_rotation_move_image_and_masks_together():
+    image = np.full((16, 16), -1.0, np.float32)
+    image[2:6, 9:13] = 0.8
+    mask = (image > 0).astype(np.uint8)
+    out, out_mask = apply_augmentation(AugmentParams(flip_h=True), image, mask)
+    np.testing.assert_array_equal(out, image[::-1])
+    np.testing.assert_array_equal(out_mask, mask[::-1])
+    out, out_mask = apply_augmentation(AugmentParams(angle=90.0), image, mask)
+    np.testing.assert_allclose(out, np.rot90(image), atol=1e-5)
+    np.testing.assert_array_equal(out_mask, np.rot90(mask))
+
+
+def test_sampled_parameters_are_seeded_and_bounded():
+    params = [sample_augmentation(augmentation_rng(0, e, i)) for e in range(5) for i in range(20)]
+    assert all(-10 <= p.angle <= 10 for p in params)
+    assert 20 < sum(p.flip_h for p in params) < 80 and not any(p.flip_w for p in params)
+    assert sample_augmentation(augmentation_rng(0, 3, 7)) == sample_augmentation(augmentation_rng(0, 3, 7))
+
+
+def test_dataloader_batches_pickling_and_healthy_missing(cache):
+    ds = SliceDataset(cache, "train", lesion_only=True)
+    ds[0]  # opens the memory maps
+    clone = pickle.loads(pickle.dumps(ds))  # what a spawned worker receives: no array copies
+    assert len(pickle.dumps(ds)) < 20_000 and torch.equal(clone[1][0], ds[1][0])
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=0)
+    images, lesions, regions, case_ids, zs = next(iter(loader))
+    assert images.shape == (4, 1, 16, 16) and len(case_ids) == 4 and zs.dtype == torch.int64
+    with pytest.raises(UserError, match="no true healthy"):
+        ds.healthy(0)
+
+
+def test_not_a_cache_and_bad_split_refused(tmp_path, cache):
+    with pytest.raises(UserError, match="not found"):
+        SliceDataset(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="not a complete slice cache"):
+        SliceDataset(tmp_path / "empty")
+    with pytest.raises(UserError, match="split 'val'"):
+        SliceDataset(cache, "val")
