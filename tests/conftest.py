@@ -90,3 +90,27 @@ def cli():
         return runner.invoke(app, [str(a) for a in args])
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory) -> dict[str, Path]:
+    """A tiny BraTS-layout data set, its 32x32 slice cache and a 1-epoch tiny-preset GVS run.
+
+    Returns ``{"raw", "cache", "run", "checkpoint"}``; shared by inference and experiment tests.
+    """
+    import torch
+
+    from pseudohealthy.config import PreprocessConfig, resolve_run_config
+    from pseudohealthy.data.cache import preprocess_dataset
+    from pseudohealthy.training.loop import train
+
+    torch.set_num_threads(1)
+    base = tmp_path_factory.mktemp("tiny_trained")
+    raw = base / "raw"
+    for i in range(6):
+        write_tiny_brats_case(raw, f"Case{i:03d}", seed=i)
+    cache = base / "cache"
+    preprocess_dataset(raw, cache, PreprocessConfig(source="brats", working_size=32, test_fraction=0.34), progress=False)
+    run_cfg = resolve_run_config(preset="tiny", overrides=["train.epochs=1", "train.max_steps_per_epoch=3"], data=str(cache))
+    checkpoint = train(run_cfg, base / "run", progress=False)
+    return {"raw": raw, "cache": cache, "run": base / "run", "checkpoint": Path(checkpoint)}

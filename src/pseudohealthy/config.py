@@ -74,6 +74,7 @@ class TrainConfig:
     num_workers: int = 0
     max_steps_per_epoch: int | None = None  # cap for quick runs and tests
     preview_slices: int = 4
+    keep_checkpoints: int = 0  # newest epoch-XXX.pt files kept (last.pt always); 0 keeps every epoch's
 
 
 @dataclass

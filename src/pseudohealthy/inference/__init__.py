@@ -1,1 +1,1 @@
-"""inference"""
+"""Volume in, volume out: synthesis with a trained generator, and lesion contrast enhancement."""

@@ -1,1 +1,41 @@
-"""models"""
+"""Networks of the GVS method: the generator G and the segmentor S (SPEC section 2).
+
+`build_generator(cfg)`: `(B, 1, H, W)` -> `(B, 1, H, W)` with the global residual `G(x) = net(x) + x`.
+`build_segmentor(cfg)`: `(B, 1, H, W)` -> logits `(B, 2, H, W)`.
+H and W must be divisible by :func:`size_multiple` (`2 ** max(gen_downsamplings, seg_depth)`).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from pseudohealthy.config import ModelConfig
+
+
+def build_generator(cfg: ModelConfig) -> nn.Module:
+    """The ResNet encoder-decoder generator with widths and depths from ``cfg``, N(0, 0.02) init."""
+    from pseudohealthy.models.generator import ResnetGenerator
+
+    return ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings)
+
+
+def build_segmentor(cfg: ModelConfig) -> nn.Module:
+    """The U-Net segmentor (BatchNorm, bilinear upsampling, 2 logits) with widths from ``cfg``."""
+    from pseudohealthy.models.segmentor import UNet
+
+    return UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels)
+
+
+def size_multiple(cfg: ModelConfig) -> int:
+    """Slice height and width must be multiples of this for both networks to keep the size."""
+    return 2 ** max(cfg.gen_downsamplings, cfg.seg_depth)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = ["build_generator", "build_segmentor", "count_parameters", "size_multiple"]

@@ -1,0 +1,28 @@
+"""`pseudohealthy synthesize`: pathological NIfTI volumes in, pseudo-healthy NIfTI volumes out."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pseudohealthy.cli.common import friendly
+
+ORDER = 50
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("synthesize")
+    @friendly
+    def synthesize(
+        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="GVS checkpoint (.pt) or a run folder (uses checkpoints/last.pt)."),
+        input: Path = typer.Option(..., "--input", "-i", help="One NIfTI volume, a case folder, or a data set folder (BraTS, LiTS, nnU-Net layout)."),
+        output: Path = typer.Option(..., "--output", "-o", help="Folder for <case>.nii.gz, <case>_residual.nii.gz and <case>.png."),
+        device: str = typer.Option("auto", help="auto | cpu | cuda"),
+        batch_size: int = typer.Option(16, help="Slices per generator forward."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder's contents."),
+    ) -> None:
+        """Synthesise pseudo-healthy volumes (input geometry, header and units kept); no mask needed."""
+        from pseudohealthy.inference.synthesize import run_synthesis
+
+        written = run_synthesis(checkpoint, input, output, device=device, overwrite=overwrite, batch_size=batch_size)
+        typer.echo(f"wrote {len(written)} pseudo-healthy volume(s) to {output}")

@@ -1,0 +1,193 @@
+"""Volume in, volume out: pseudo-healthy synthesis of whole NIfTI volumes with a trained generator.
+
+Every axial slice is preprocessed exactly as at training time (the preprocessing config travels in the
+checkpoint), passed through the generator, and the *residual* ``x_p - x_s`` is brought back to the
+input's grid and units. The output is ``input - residual``: wherever the generator changes nothing,
+the output equals the input voxel for voxel (intensities above the training clip included), and the
+background outside the brain/body region stays exactly as it was.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pseudohealthy.config import PreprocessConfig, from_dict
+from pseudohealthy.data.nifti_io import Volume, is_nifti, load_nifti, save_like, strip_nifti_suffix
+from pseudohealthy.data.preprocessing import prepare_volume, residual_to_input_units
+from pseudohealthy.data.sources import find_cases
+from pseudohealthy.errors import UserError
+from pseudohealthy.training.device import autocast, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SynthesisResult:
+    """One synthesised volume, canonical orientation, input units."""
+
+    case_id: str
+    image: Volume
+    synthetic: np.ndarray  # (X, Y, Z) float32, x_s
+    residual: np.ndarray  # (X, Y, Z) float32, x_p - x_s
+    normalised_input: np.ndarray  # (Z, H, W) working-size slices in [-1, 1], for previews
+    normalised_output: np.ndarray  # (Z, H, W)
+
+
+def region_for_inference(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray | None:
+    """The region where the output may differ from the input: the brain (``image > 0``) for MR.
+
+    For CT (``range`` intensity mode) the organ mask is a label and unknown at inference, so the
+    whole image may change.
+    """
+    mode = cfg.intensity or ("range" if cfg.source == "lits" else "percentile")
+    return image > 0 if mode == "percentile" else None
+
+
+@torch.no_grad()
+def generate_slices(generator: torch.nn.Module, slices: np.ndarray, device: torch.device, batch_size: int = 16) -> np.ndarray:
+    """Run the generator over ``(Z, H, W)`` float32 slices in [-1, 1]; returns ``(Z, H, W)`` float32."""
+    out = np.empty_like(slices, dtype=np.float32)
+    for start in range(0, len(slices), batch_size):
+        batch = torch.from_numpy(np.array(slices[start : start + batch_size], dtype=np.float32))[:, None].to(device)
+        with autocast(device):
+            result = generator(batch)
+        out[start : start + batch_size] = result.float()[:, 0].cpu().numpy()
+    return out
+
+
+def synthesize_volume(
+    generator: torch.nn.Module,
+    image: Volume,
+    cfg: PreprocessConfig,
+    device: torch.device,
+    case_id: str | None = None,
+    batch_size: int = 16,
+) -> SynthesisResult:
+    """Synthesise the pseudo-healthy version of one 3D volume (any orientation, input units)."""
+    region = region_for_inference(image.data, cfg)
+    prepared = prepare_volume(image.data, cfg, region=region)
+    output = generate_slices(generator, prepared.slices, device, batch_size)
+    residual_norm = prepared.slices - output
+    # Background stays background: no change outside the region, at working size...
+    residual_norm = np.where(prepared.region, residual_norm, 0.0).astype(np.float32)
+    residual = residual_to_input_units(residual_norm, prepared).astype(np.float32)
+    # ...and at full size, where interpolation may have bled over the region's edge.
+    if region is not None:
+        residual[~region] = 0.0
+    synthetic = (image.data - residual).astype(np.float32)
+    return SynthesisResult(case_id or strip_nifti_suffix(image.path.name), image, synthetic, residual, prepared.slices, prepared.slices - residual_norm)
+
+
+def intensity_warning(result: SynthesisResult, stats: dict | None) -> str | None:
+    """A sentence when the input's normalised intensities are far from the training data's, else None.
+
+    ``stats`` (stored in the checkpoint) holds the mean and std of normalised region pixels of the
+    training slices; an input whose region mean is more than 3 training stds away is flagged.
+    """
+    if not stats or "region_mean" not in stats:
+        return None
+    values = result.normalised_input[result.normalised_input > -1.0 + 1e-6]
+    if values.size == 0:
+        return f"{result.image.path}: the volume is empty after preprocessing (no voxel above background)."
+    mean = float(values.mean())
+    limit = 3.0 * max(float(stats.get("region_std", 0.0)), 1e-3)
+    if abs(mean - float(stats["region_mean"])) > limit:
+        return (
+            f"{result.image.path}: intensities look unlike the training data (normalised mean {mean:.2f}, "
+            f"training {float(stats['region_mean']):.2f} +- {float(stats['region_std']):.2f}); check the modality and units."
+        )
+    return None
+
+
+def list_inputs(path: Path, cfg: PreprocessConfig) -> list[tuple[str, Path]]:
+    """``(case_id, image path)`` for one NIfTI file, a case folder, or a data set folder."""
+    if path.is_file():
+        if not is_nifti(path):
+            raise UserError(f"{path}: not a NIfTI file (.nii or .nii.gz).")
+        return [(strip_nifti_suffix(path.name), path)]
+    if not path.exists():
+        raise UserError(f"{path}: input not found.")
+    source = cfg.source if cfg.source in ("brats", "lits", "folder") else "auto"
+    try:
+        cases = find_cases(path, source=source, modality=cfg.modality, require_mask=False)
+    except UserError:
+        cases = find_cases(path, source="auto", modality=cfg.modality, require_mask=False)
+    return [(c.case_id, c.image) for c in cases]
+
+
+def save_preview(result: SynthesisResult, path: Path) -> Path:
+    """PNG: input, output and residual on the three slices with the largest residual."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    energy = np.abs(result.residual).sum(axis=(0, 1))
+    order = np.argsort(energy)[::-1]
+    picks = sorted(order[: min(3, len(order))].tolist())
+    lo, hi = np.percentile(result.image.data[result.image.data > 0], [0.5, 99.5]) if (result.image.data > 0).any() else (0, 1)
+    rmax = float(np.abs(result.residual).max()) or 1.0
+    fig, axes = plt.subplots(len(picks), 3, figsize=(7.5, 2.6 * len(picks)), squeeze=False)
+    for row, z in enumerate(picks):
+        for col, (title, data, kw) in enumerate(
+            [
+                ("input x_p", result.image.data[:, :, z], dict(cmap="gray", vmin=lo, vmax=hi)),
+                ("pseudo-healthy x_s", result.synthetic[:, :, z], dict(cmap="gray", vmin=lo, vmax=hi)),
+                ("residual x_p - x_s", result.residual[:, :, z], dict(cmap="coolwarm", vmin=-rmax, vmax=rmax)),
+            ]
+        ):
+            ax = axes[row, col]
+            ax.imshow(np.rot90(data), **kw)
+            ax.set_axis_off()
+            ax.set_title(f"{title}, z={z}" if col == 0 else title, fontsize=8)
+    fig.suptitle(result.case_id, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def run_synthesis(
+    checkpoint: Path,
+    input_path: Path,
+    output: Path,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+    batch_size: int = 16,
+) -> list[Path]:
+    """Synthesise every volume under ``input_path`` and write ``<case>.nii.gz``, ``<case>_residual.nii.gz``,
+    ``<case>.png`` into ``output``; returns the synthetic volumes' paths."""
+    from tqdm.auto import tqdm
+
+    from pseudohealthy.errors import refuse_existing_output
+    from pseudohealthy.training.checkpoint import load_generator, read_checkpoint
+
+    torch_device = resolve_device(device)
+    generator, _run_cfg, preprocess = load_generator(checkpoint, torch_device)
+    cfg = from_dict(PreprocessConfig, preprocess, f"{checkpoint} preprocessing config")
+    stats = read_checkpoint(checkpoint).get("intensity_stats")
+    inputs = list_inputs(Path(input_path), cfg)
+    refuse_existing_output(output, overwrite)
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    bar = tqdm(inputs, desc="synthesize", unit="volume", disable=not progress)
+    for case_id, image_path in bar:
+        bar.set_postfix_str(case_id)
+        image = load_nifti(image_path, "image")
+        result = synthesize_volume(generator, image, cfg, torch_device, case_id, batch_size)
+        warning = intensity_warning(result, stats)
+        if warning:
+            log.warning(warning)
+            from pseudohealthy.cli.common import warn
+
+            warn(warning)
+        written.append(save_like(result.synthetic, image, output / f"{case_id}.nii.gz"))
+        save_like(result.residual, image, output / f"{case_id}_residual.nii.gz")
+        save_preview(result, output / f"{case_id}.png")
+    return written

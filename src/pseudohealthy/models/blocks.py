@@ -1,0 +1,57 @@
+"""Building blocks shared by the generator and the segmentor (SPEC section 2)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def instance_norm(channels: int) -> nn.InstanceNorm2d:
+    """Instance norm without affine parameters and without running statistics (CycleGAN style)."""
+    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+
+
+class ResidualBlock(nn.Module):
+    """Two reflect-padded 3x3 convs with instance norm, plus the identity: `(B, C, H, W) -> (B, C, H, W)`."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        # Conv biases are left out before a non-affine instance norm: the norm subtracts them exactly.
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=False),
+            instance_norm(channels),
+            nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=False),
+            instance_norm(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class DoubleConv(nn.Module):
+    """One U-Net level: (3x3 conv, BatchNorm, ReLU) twice; keeps H and W."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def init_normal(module: nn.Module, std: float = 0.02) -> None:
+    """Draw every conv weight from N(0, std) and zero its bias (the reference 'normal' init)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

@@ -1,0 +1,210 @@
+"""The GVS method object: owns G and S, both Adam optimisers and both poly schedulers (paper section III).
+
+One training iteration on a batch `(x_p, y_t)`:
+- Step A (G fixed, S updated): `L_s = CE(S(x_s), y_t)` (basic) or the difference-aware `L_wce` (full
+  GVS), with `x_s = G(x_p)` detached.
+- Step B (S fixed, G updated): `L_G = CE(S(G(x_p)), 0) + lambda * MSE(x_p, G(x_p))`.
+`step_order = seg-first` runs A then B (paper); `gen-first` runs B then A and lets A reuse B's
+generator output (reference code). Under seg-first, G does not change during Step A, so one G
+forward with gradient feeds both steps (detached in A): the parameters after the step equal those
+of the naive two-forward version (tests/training/test_gvs_step.py), at one G forward less.
+
+The loop never touches `requires_grad`: freezing one net while the other steps lives here. S is
+frozen in Step B (no weight gradients are computed for it); G needs no freezing in Step A because S
+sees a detached `x_s`.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch import nn
+
+from pseudohealthy.config import RunConfig
+from pseudohealthy.errors import UserError
+from pseudohealthy.losses import adversarial_ce, difference_aware_ce, residual_mse, segmentation_ce
+from pseudohealthy.models import build_generator, build_segmentor
+from pseudohealthy.training.checkpoint import unwrap
+from pseudohealthy.training.device import autocast
+from pseudohealthy.training.schedule import poly_scheduler
+
+SEG_LOSSES = ("wce", "ce")
+STEP_ORDERS = ("seg-first", "gen-first")
+RESIDUAL_REGIONS = ("image", "normal")
+
+
+def check_train_options(run_config: RunConfig) -> None:
+    """Refuse unknown option values with one sentence (before any work starts)."""
+    t = run_config.train
+    for name, value, allowed in (("seg_loss", t.seg_loss, SEG_LOSSES), ("step_order", t.step_order, STEP_ORDERS),
+                                 ("residual_region", t.residual_region, RESIDUAL_REGIONS)):
+        if value not in allowed:
+            raise UserError(f"train.{name}={value!r} is unknown; choose one of {', '.join(allowed)}.")
+    if t.epochs < 1 or t.batch_size < 1:
+        raise UserError(f"train.epochs ({t.epochs}) and train.batch_size ({t.batch_size}) must be at least 1.")
+
+
+def _set_trainable(net: nn.Module, trainable: bool) -> None:
+    for p in net.parameters():
+        p.requires_grad_(trainable)
+
+
+class GVSModel:
+    """G and S with their optimisers and schedulers; `set_input`, `optimize_parameters`, `synthesize`.
+
+    ``distributed``: wrap both nets in DistributedDataParallel (the process group must exist).
+    ``share_generator_forward``: under seg-first, one G forward feeds Step A and Step B (default);
+    False runs the naive two forwards (kept for the equivalence test and the benchmark).
+    """
+
+    def __init__(self, run_config: RunConfig, device: torch.device | str = "cpu", distributed: bool = False,
+                 share_generator_forward: bool = True) -> None:
+        check_train_options(run_config)
+        self.config = run_config
+        self.train_cfg = run_config.train
+        self.device = torch.device(device)
+        self.amp = bool(self.train_cfg.amp)
+        self.share_generator_forward = share_generator_forward
+        generator = build_generator(run_config.model).to(self.device)
+        segmentor = build_segmentor(run_config.model).to(self.device)
+        self.distributed = distributed
+        if distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            generator = nn.parallel.DistributedDataParallel(generator, device_ids=ids)
+            segmentor = nn.parallel.DistributedDataParallel(segmentor, device_ids=ids)
+        self.generator = generator
+        self.segmentor = segmentor
+        t = self.train_cfg
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr, betas=tuple(t.betas))
+        self.opt_s = torch.optim.Adam(self.segmentor.parameters(), lr=t.lr, betas=tuple(t.betas))
+        self.sched_g = poly_scheduler(self.opt_g, t.epochs, t.poly_power)
+        self.sched_s = poly_scheduler(self.opt_s, t.epochs, t.poly_power)
+        self.x_p: torch.Tensor | None = None
+        self.lesion: torch.Tensor | None = None
+
+    # -- data ---------------------------------------------------------------------------------
+    def set_input(self, batch: Any) -> None:
+        """Take a batch `(image, lesion, region, case_id, slice_index)` of the slice dataset.
+
+        `image`: `(B, 1, H, W)` float32 in [-1, 1]; `lesion`: `(B, 1, H, W)` float32 in {0, 1}.
+        """
+        image, lesion = batch[0], batch[1]
+        non_blocking = self.device.type == "cuda"
+        self.x_p = image.to(self.device, non_blocking=non_blocking)
+        self.lesion = lesion.to(self.device, non_blocking=non_blocking)
+
+    # -- the two steps ------------------------------------------------------------------------
+    def _segmentor_loss(self, x_s: torch.Tensor) -> torch.Tensor:
+        """Step A's loss on a detached synthetic batch `(B, 1, H, W)`."""
+        with autocast(self.device, self.amp):
+            logits = self.segmentor(x_s)
+        if self.train_cfg.seg_loss == "wce":
+            return difference_aware_ce(logits, self.lesion, self.x_p, x_s, self.train_cfg.wce_floor)
+        return segmentation_ce(logits, self.lesion)
+
+    def _step_a(self, x_s: torch.Tensor) -> torch.Tensor:
+        """Update S on `x_s` (detached from G); returns the loss."""
+        _set_trainable(self.segmentor, True)
+        loss = self._segmentor_loss(x_s.detach())
+        self.opt_s.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_s.step()
+        return loss.detach()
+
+    def _step_b(self, x_s: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Update G through the fixed S; ``x_s`` must carry G's graph."""
+        _set_trainable(self.segmentor, False)
+        # S is a fixed function here: under DDP skip its gradient all-reduce (its frozen parameters
+        # receive no gradient, so there is nothing to synchronise).
+        sync_off = self.segmentor.no_sync() if self.distributed else contextlib.nullcontext()
+        with sync_off, autocast(self.device, self.amp):
+            logits = self.segmentor(x_s)
+        adversarial = adversarial_ce(logits)
+        normal_only = self.train_cfg.residual_region == "normal"
+        residual = residual_mse(self.x_p, x_s, self.lesion if normal_only else None)
+        loss = adversarial + self.train_cfg.lambda_residual * residual
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        _set_trainable(self.segmentor, True)
+        return {"loss_g": loss.detach(), "loss_adv": adversarial.detach(), "loss_res": residual.detach()}
+
+    def _generate(self) -> torch.Tensor:
+        with autocast(self.device, self.amp):
+            return self.generator(self.x_p).float()
+
+    def optimize_parameters(self) -> dict[str, float]:
+        """One GVS iteration (Step A + Step B) on the current batch; returns the losses as floats."""
+        if self.x_p is None:
+            raise RuntimeError("set_input must be called before optimize_parameters")
+        self.generator.train()
+        self.segmentor.train()
+        if self.train_cfg.step_order == "gen-first":
+            x_s = self._generate()
+            losses = self._step_b(x_s)
+            losses["loss_s"] = self._step_a(x_s)
+        elif self.share_generator_forward:
+            x_s = self._generate()  # with grad: Step A uses it detached, Step B backpropagates through it
+            loss_s = self._step_a(x_s)
+            losses = self._step_b(x_s)
+            losses["loss_s"] = loss_s
+        else:
+            with torch.no_grad():
+                x_fixed = self._generate()
+            loss_s = self._step_a(x_fixed)
+            losses = self._step_b(self._generate())
+            losses["loss_s"] = loss_s
+        # One host sync for all four numbers.
+        values = torch.stack([losses[k] for k in ("loss_s", "loss_g", "loss_adv", "loss_res")]).tolist()
+        return dict(zip(("loss_s", "loss_g", "loss_adv", "loss_res"), values))
+
+    # -- inference, schedule, state ------------------------------------------------------------
+    @torch.no_grad()
+    def synthesize(self, x: torch.Tensor) -> torch.Tensor:
+        """`x_s = G(x)` in eval mode without gradient: `(B, 1, H, W)` -> `(B, 1, H, W)` float32 on x's device."""
+        generator = unwrap(self.generator)
+        was_training = generator.training
+        generator.eval()
+        try:
+            with autocast(self.device, self.amp):
+                out = generator(x.to(self.device)).float()
+        finally:
+            generator.train(was_training)
+        return out.to(x.device)
+
+    def step_schedulers(self) -> None:
+        """Apply the poly decay after an epoch."""
+        self.sched_g.step()
+        self.sched_s.step()
+
+    def learning_rates(self) -> dict[str, float]:
+        return {"lr_g": self.opt_g.param_groups[0]["lr"], "lr_s": self.opt_s.param_groups[0]["lr"]}
+
+    def sync_buffers(self) -> None:
+        """Under DDP give every rank rank 0's BatchNorm running statistics (each rank updates them from
+        its own shard in Step B, which DDP does not synchronise)."""
+        if self.distributed:
+            import torch.distributed as dist
+
+            for buffer in unwrap(self.segmentor).buffers():
+                dist.broadcast(buffer, src=0)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Both nets (unwrapped), both optimisers and schedulers: tensors and plain values only."""
+        return {
+            "generator": unwrap(self.generator).state_dict(),
+            "segmentor": unwrap(self.segmentor).state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_s": self.opt_s.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_s": self.sched_s.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        unwrap(self.generator).load_state_dict(state["generator"])
+        unwrap(self.segmentor).load_state_dict(state["segmentor"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_s.load_state_dict(state["opt_s"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_s.load_state_dict(state["sched_s"])

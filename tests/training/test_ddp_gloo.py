@@ -1,0 +1,41 @@
+"""DDP through torchrun: 2 CPU processes with gloo end with identical weights; rank 0 alone writes."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from pseudohealthy.models import build_generator, build_segmentor
+from pseudohealthy.config import resolve_run_config
+from pseudohealthy.training.distributed import TEST_HASH_ENV, state_hash
+
+
+def test_two_gloo_processes_hold_identical_weights(tiny_cache: Path, tmp_path: Path, subprocess_env: dict) -> None:
+    out, hashes = tmp_path / "run", tmp_path / "hashes"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+           "-m", "pseudohealthy", "train", "--data", str(tiny_cache), "--output", str(out), "--preset", "tiny",
+           "train.epochs=2", "train.max_steps_per_epoch=3", "train.device=cpu", "--no-progress"]
+    done = subprocess.run(cmd, env={**subprocess_env, TEST_HASH_ENV: str(hashes)}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trained:") == 1  # one rank reports
+
+    rank_hashes = [(hashes / f"rank-{r}.txt").read_text().strip() for r in (0, 1)]
+    assert rank_hashes[0] == rank_hashes[1]
+    # ... and they are the weights rank 0 saved.
+    payload = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    cfg = resolve_run_config(preset="tiny")
+    g, s = build_generator(cfg.model), build_segmentor(cfg.model)
+    g.load_state_dict(payload["generator"])
+    s.load_state_dict(payload["segmentor"])
+    assert state_hash(g, s) == rank_hashes[0]
+
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert files == ["checkpoints", "checkpoints/epoch-001.pt", "checkpoints/epoch-002.pt", "checkpoints/last.pt",
+                     "config.yaml", "losses.csv", "preprocess.json", "previews", "previews/epoch-001.png",
+                     "previews/epoch-002.png", "train.log"]
+    assert len((out / "losses.csv").read_text().strip().splitlines()) == 3  # header + one row per epoch
+    log = (out / "train.log").read_text()
+    assert "2 processes" in log and log.count("epoch 2/2") == 1
