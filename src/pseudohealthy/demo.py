@@ -7,6 +7,8 @@ result is already there, so an interrupted demo picks up where it stopped:
     <out>/cache/        slice cache at the working size (fingerprint.json, splits.json)
     <out>/run/          GVS training run (config.yaml, losses.csv, previews/, checkpoints/)
     <out>/synthesis/gvs/  pseudo-healthy test volumes (NIfTI, input geometry and units)
+    <out>/synthesis/counterfeit-mean/, counterfeit-noise/   the paper's Fig. 6 counterfeits
+    <out>/evaluation/   metrics.json, metrics.csv, report.html (GVS, original, truth, counterfeits)
     <out>/demo.json     the demo's settings and the figures it printed
 """
 from __future__ import annotations
@@ -34,6 +36,8 @@ class DemoConfig:
     epochs: int = 6
     max_steps_per_epoch: int | None = None
     test_fraction: float = 0.2
+    adice_trials: int = 1  # the demo's evaluation; `pseudohealthy evaluate` defaults to 3
+    evaluate: bool = True
     overrides: list[str] = field(default_factory=list)
 
 
@@ -106,9 +110,9 @@ def run_demo(output: Path, cfg: DemoConfig, echo: Callable[[str], None] = print,
 
     phantom = output / "phantom"
     if _phantom_up_to_date(phantom, cfg):
-        echo(f"[1/4] phantom: {cfg.cases} cases already in {phantom}")
+        echo(f"[1/5] phantom: {cfg.cases} cases already in {phantom}")
     else:
-        echo(f"[1/4] phantom: writing {cfg.cases} brain cases of shape {cfg.shape} to {phantom}")
+        echo(f"[1/5] phantom: writing {cfg.cases} brain cases of shape {cfg.shape} to {phantom}")
         generate_phantom(phantom, cases=cfg.cases, seed=cfg.seed, kind="brain", shape=tuple(cfg.shape), overwrite=True, progress=progress)
     timings["phantom_s"] = time.perf_counter() - t0
 
@@ -117,7 +121,7 @@ def run_demo(output: Path, cfg: DemoConfig, echo: Callable[[str], None] = print,
     pre = PreprocessConfig(source="brats", working_size=cfg.working_size, test_fraction=cfg.test_fraction, split_seed=cfg.seed)
     summary = preprocess_dataset(phantom, cache, pre, overwrite=True, progress=progress)
     echo(
-        f"[2/4] preprocess: {summary['status']}; {summary['slices']} slices ({summary['lesion_slices']} with lesion), "
+        f"[2/5] preprocess: {summary['status']}; {summary['slices']} slices ({summary['lesion_slices']} with lesion), "
         f"{summary['train_cases']} train / {summary['test_cases']} test cases, {summary['cache_bytes'] / 1e6:.1f} MB"
     )
     timings["preprocess_s"] = time.perf_counter() - t
@@ -126,7 +130,7 @@ def run_demo(output: Path, cfg: DemoConfig, echo: Callable[[str], None] = print,
     run = output / "run"
     run_cfg = run_config_for(cfg, cache)
     resume = (run / "checkpoints" / "last.pt").is_file()
-    echo(f"[3/4] train: preset {cfg.preset}, {run_cfg.train.epochs} epochs" + (" (resuming)" if resume else ""))
+    echo(f"[3/5] train: preset {cfg.preset}, {run_cfg.train.epochs} epochs" + (" (resuming)" if resume else ""))
     checkpoint = train(run_cfg, run, resume=resume, progress=progress)
     timings["train_s"] = time.perf_counter() - t
 
@@ -136,11 +140,16 @@ def run_demo(output: Path, cfg: DemoConfig, echo: Callable[[str], None] = print,
     test_input = output / "test-inputs"
     _link_cases(phantom, test_input, test_ids)
     synthesis = output / "synthesis" / "gvs"
-    echo(f"[4/4] synthesize: {len(test_ids)} held-out test case(s) -> {synthesis}")
+    echo(f"[4/5] synthesize: {len(test_ids)} held-out test case(s) -> {synthesis}")
     run_synthesis(Path(checkpoint), test_input, synthesis, overwrite=True, progress=progress)
     timings["synthesize_s"] = time.perf_counter() - t
 
     scores = score_test_cases(phantom, synthesis, test_ids)
+    report = None
+    if cfg.evaluate:
+        t = time.perf_counter()
+        report = evaluate_demo(output, phantom, synthesis, test_ids, cfg, echo, progress)
+        timings["evaluate_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     result = {
         "settings": to_dict(cfg),
@@ -149,10 +158,33 @@ def run_demo(output: Path, cfg: DemoConfig, echo: Callable[[str], None] = print,
         "lesion_error_reduction": scores["lesion_error_reduction"],
         "normal_tissue_psnr_db": scores["normal_tissue_psnr_db"],
         "per_case": scores["per_case"],
+        "report": str(report) if report else None,
         "timings": timings,
     }
     (output / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def evaluate_demo(output: Path, phantom: Path, synthesis: Path, test_ids: list[str], cfg: DemoConfig,
+                  echo: Callable[[str], None], progress: bool) -> Path:
+    """Counterfeits of the test cases, then `evaluate` with GVS, the originals, the truth and both
+    counterfeits as methods; returns the report's path."""
+    from pseudohealthy.evaluation.runner import EvaluationSettings, evaluate
+    from pseudohealthy.metrics.adice import ADiceConfig
+    from pseudohealthy.metrics.counterfeits import write_counterfeits
+
+    methods = [f"gvs={synthesis}", "original=@original", "truth=@healthy"]
+    for kind in ("mean", "noise"):
+        folder = output / "synthesis" / f"counterfeit-{kind}"
+        write_counterfeits(phantom, kind, folder, seed=cfg.seed, overwrite=True, cases=test_ids, source="brats", progress=False)
+        methods.append(f"counterfeit-{kind}={folder}")
+    echo(f"[5/5] evaluate: {', '.join(m.split('=')[0] for m in methods)}; A-Dice with {cfg.adice_trials} trial(s)")
+    settings = EvaluationSettings(working_size=cfg.working_size, seed=cfg.seed, source="brats",
+                                  adice=ADiceConfig(trials=cfg.adice_trials, seed=cfg.seed),
+                                  healthiness_cache=str(output / "healthiness-cache"))
+    evaluation = output / "evaluation"
+    evaluate(phantom, methods, evaluation, settings, cases=test_ids, overwrite=True, progress=progress)
+    return evaluation / "report.html"
 
 
 def _link_cases(phantom: Path, folder: Path, case_ids: list[str]) -> None:
@@ -168,8 +200,10 @@ def _link_cases(phantom: Path, folder: Path, case_ids: list[str]) -> None:
 
 
 def demo_config(cases: int, seed: int, shape: str, working_size: int, preset: str, epochs: int,
-                max_steps_per_epoch: int | None, overrides: list[str]) -> DemoConfig:
-    dims = tuple(int(v) for v in shape.split(","))
-    return DemoConfig(cases=cases, seed=seed, shape=dims, working_size=working_size, preset=preset, epochs=epochs,
-                      max_steps_per_epoch=max_steps_per_epoch, overrides=list(overrides))
+                max_steps_per_epoch: int | None, overrides: list[str], adice_trials: int = 1, evaluate: bool = True) -> DemoConfig:
+    from pseudohealthy.data.phantom import parse_shape
+
+    return DemoConfig(cases=cases, seed=seed, shape=parse_shape(shape), working_size=working_size, preset=preset, epochs=epochs,
+                      max_steps_per_epoch=max_steps_per_epoch, overrides=list(overrides), adice_trials=adice_trials,
+                      evaluate=evaluate)
 

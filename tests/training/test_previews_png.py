@@ -25,7 +25,7 @@ def test_difference_row_is_red_where_intensity_was_removed() -> None:
     zoom = MIN_TILE // 32
     row = 2 + 2 * (32 * zoom + 2)  # top of the difference row (no title)
     tile = png[row: row + 32 * zoom, 72: 72 + 32 * zoom]
-    tile = np.rot90(tile, -1)  # undo the display rotation: first axis is the array's first axis again
+    tile = np.rot90(np.fliplr(tile), -1)  # undo the radiological display: first axis is the array's first axis again
     removed, added = tile[: 16 * zoom - 2], tile[16 * zoom + 2:]
     assert removed[..., 0].min() == 255 and removed[..., 2].max() == 0
     assert added[..., 2].min() == 255 and added[..., 0].max() == 0

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from pseudohealthy.config import PreprocessConfig, from_dict
+from pseudohealthy.display import to_display
 from pseudohealthy.data.nifti_io import Volume, is_nifti, load_nifti, save_like, strip_nifti_suffix
 from pseudohealthy.data.preprocessing import prepare_volume, residual_to_input_units
 from pseudohealthy.data.sources import find_cases
@@ -141,7 +142,7 @@ def save_preview(result: SynthesisResult, path: Path) -> Path:
             ]
         ):
             ax = axes[row, col]
-            ax.imshow(np.rot90(data), **kw)
+            ax.imshow(to_display(data), **kw)
             ax.set_axis_off()
             ax.set_title(f"{title}, z={z}" if col == 0 else title, fontsize=8)
     fig.suptitle(result.case_id, fontsize=9)

@@ -19,3 +19,19 @@ def residual_mse(x_p: torch.Tensor, x_s: torch.Tensor, lesion: torch.Tensor | No
     normal = (lesion < 0.5).to(sq.dtype)
     # A slice that is all lesion contributes nothing rather than dividing by zero.
     return (sq * normal).sum() / normal.sum().clamp_min(1.0)
+
+
+def lesion_fill_mse(x_p: torch.Tensor, x_s: torch.Tensor, lesion: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """The reference code's third generator term: pull lesion pixels of ``x_s`` towards the mean
+    intensity of the sample's normal tissue (``region`` minus ``lesion``) in ``x_p``.
+
+    All `(B, 1, H, W)`; masks in {0, 1}. Mean over all lesion pixels of the batch; zero without lesion.
+    Off by default (``train.lesion_fill_weight = 0``): the paper does not have it.
+    """
+    if not (lesion.shape == region.shape == x_p.shape == x_s.shape):
+        raise ValueError("x_p, x_s, lesion and region must share one (B, 1, H, W) shape")
+    is_lesion = (lesion > 0.5).to(x_s.dtype)
+    normal = ((region > 0.5) & (lesion < 0.5)).to(x_p.dtype)
+    target = (x_p.float() * normal).sum(dim=(1, 2, 3), keepdim=True) / normal.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1.0)
+    sq = (x_s.float() - target.detach()) ** 2 * is_lesion
+    return sq.sum() / is_lesion.sum().clamp_min(1.0)

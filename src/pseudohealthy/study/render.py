@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pseudohealthy.display import to_display
+
 WINDOW_PERCENTILES = (0.5, 99.5)
 LESION_RGB = (255, 40, 40)
 LESION_ALPHA = 0.45
@@ -23,7 +25,7 @@ def display(slice_xy: np.ndarray) -> np.ndarray:
     (canonical x grows towards the patient's right), so the columns are then flipped to show the
     patient's right on the viewer's left, as radiologists read axial images.
     """
-    return np.ascontiguousarray(np.fliplr(np.rot90(slice_xy)))
+    return to_display(slice_xy)
 
 
 def slice_window(image_xy: np.ndarray, region_xy: np.ndarray | None = None,

@@ -24,6 +24,7 @@ from torch import nn
 from pseudohealthy.config import RunConfig
 from pseudohealthy.errors import UserError
 from pseudohealthy.losses import adversarial_ce, difference_aware_ce, residual_mse, segmentation_ce
+from pseudohealthy.losses.residual import lesion_fill_mse
 from pseudohealthy.models import build_generator, build_segmentor
 from pseudohealthy.training.checkpoint import unwrap
 from pseudohealthy.training.device import autocast
@@ -82,6 +83,7 @@ class GVSModel:
         self.sched_s = poly_scheduler(self.opt_s, t.epochs, t.poly_power)
         self.x_p: torch.Tensor | None = None
         self.lesion: torch.Tensor | None = None
+        self.region: torch.Tensor | None = None
 
     # -- data ---------------------------------------------------------------------------------
     def set_input(self, batch: Any) -> None:
@@ -93,6 +95,7 @@ class GVSModel:
         non_blocking = self.device.type == "cuda"
         self.x_p = image.to(self.device, non_blocking=non_blocking)
         self.lesion = lesion.to(self.device, non_blocking=non_blocking)
+        self.region = batch[2].to(self.device, non_blocking=non_blocking) if len(batch) > 2 else torch.ones_like(self.lesion)
 
     # -- the two steps ------------------------------------------------------------------------
     def _segmentor_loss(self, x_s: torch.Tensor) -> torch.Tensor:
@@ -124,6 +127,8 @@ class GVSModel:
         normal_only = self.train_cfg.residual_region == "normal"
         residual = residual_mse(self.x_p, x_s, self.lesion if normal_only else None)
         loss = adversarial + self.train_cfg.lambda_residual * residual
+        if self.train_cfg.lesion_fill_weight > 0:
+            loss = loss + self.train_cfg.lesion_fill_weight * lesion_fill_mse(self.x_p, x_s, self.lesion, self.region)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()

@@ -1,7 +1,7 @@
 """Per-epoch preview PNG: rows input, output, difference map, lesion mask over a few fixed slices.
 
 Drawn with numpy and Pillow (no matplotlib figure per epoch: that would cost more than a tiny epoch).
-Slices are rotated with `np.rot90` so that canonical (RAS) arrays show anterior up.
+Slices are shown in the radiological convention (`pseudohealthy.display.to_display`).
 """
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from pseudohealthy.display import to_display
 
 ROW_LABELS = ("input", "output", "x_p - x_s", "mask")
 MIN_TILE = 128  # upscale small slices (nearest) so a 32x32 preview is still readable
@@ -34,7 +36,7 @@ def preview_image(image: np.ndarray, output: np.ndarray, lesion: np.ndarray, tit
     scale = max(float(np.abs(diff).max()), 1e-6)
     rows = [[_gray(s, -1, 1) for s in image], [_gray(s, -1, 1) for s in output],
             [_signed(s, scale) for s in diff], [_gray(s, 0, 1) for s in lesion]]
-    h, w = np.rot90(image[0]).shape
+    h, w = to_display(image[0]).shape
     zoom = max(1, int(np.ceil(MIN_TILE / max(h, w))))
     th, tw, gap, left, top = h * zoom, w * zoom, 2, 72, 16 if title else 2
     canvas = Image.new("RGB", (left + len(image) * (tw + gap), top + len(rows) * (th + gap)), "black")
@@ -45,7 +47,7 @@ def preview_image(image: np.ndarray, output: np.ndarray, lesion: np.ndarray, tit
         y = top + r * (th + gap)
         draw.text((4, y + th // 2 - 5), label, fill="white")
         for c, tile in enumerate(tiles):
-            tile = np.rot90(tile).repeat(zoom, axis=0).repeat(zoom, axis=1)
+            tile = to_display(tile).repeat(zoom, axis=0).repeat(zoom, axis=1)
             canvas.paste(Image.fromarray(np.ascontiguousarray(tile)), (left + c * (tw + gap), y))
     if scale:
         draw.text((4, top + 2 * (th + gap) + th - 12), f"+-{scale:.2f}", fill="gray")
