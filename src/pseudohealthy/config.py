@@ -65,6 +65,7 @@ class TrainConfig:
     wce_floor: float = 0.1  # lower bound of the difference-aware weight
     step_order: str = "seg-first"  # seg-first (paper: Step A then B) | gen-first (reference code)
     residual_region: str = "image"  # image (paper) | normal (normal tissue only)
+    segmentor_eval_in_g_step: bool = False  # Step B sees S in eval mode (BatchNorm running stats), not batch stats
     lesion_fill_weight: float = 0.0  # reference code's third G term (weight 5 there): lesion -> mean normal tissue
     train_fraction: float = 1.0  # GVS(0.3) trains on 30% of the training cases
     lesion_only: bool = True  # train on lesion-containing slices only (paper)

@@ -89,3 +89,16 @@ def test_refuses_checkpoint_with_other_preprocessing(tiny_trained, tmp_path):
         run_segment_experiment(other, tiny_trained["checkpoint"], tmp_path / "e", _cfg(), progress=False)
     message = str(info.value)
     assert "working_size" in message and "fingerprint.json" in message and str(tiny_trained["checkpoint"]) in message
+
+
+def test_refuses_cache_without_test_cases(tiny_trained, tmp_path):
+    from pseudohealthy.config import PreprocessConfig
+    from pseudohealthy.data.cache import preprocess_dataset
+
+    one = tmp_path / "one"
+    (one / "Case000").mkdir(parents=True)
+    for f in (tiny_trained["raw"] / "Case000").iterdir():
+        (one / "Case000" / f.name).symlink_to(f)
+    preprocess_dataset(one, tmp_path / "cache1", PreprocessConfig(source="brats", working_size=32), progress=False)
+    with pytest.raises(UserError, match="needs training and test cases, found 1 and 0"):
+        run_segment_experiment(tmp_path / "cache1", tiny_trained["checkpoint"], tmp_path / "e", _cfg(), progress=False)

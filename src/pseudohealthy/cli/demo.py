@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         shape: str = typer.Option("96,96,64", help="Phantom grid X,Y,Z (the brain fills it)."),
         working_size: int = typer.Option(64, help="Square slice size for training (divisible by 16)."),
         preset: str = typer.Option("small", help="Network preset: tiny | small | paper."),
-        epochs: int = typer.Option(6, help="GVS training epochs."),
+        epochs: int = typer.Option(14, help="GVS training epochs."),
         max_steps_per_epoch: Optional[int] = typer.Option(None, help="Cap on steps per epoch (quick runs)."),
         adice_trials: int = typer.Option(1, help="A-Dice trials in the final evaluation (evaluate's default is 3)."),
         evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="End with the full evaluation report."),
@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Phantom -> preprocess -> train GVS -> synthesize the test cases -> score and evaluate them.
 
-        Extra arguments are training overrides, for example train.lambda_residual=5.
+        Extra arguments are training overrides applied after the demo's own (see README, "The demo"),
+        for example train.residual_region=image train.lesion_fill_weight=0 train.lambda_residual=10 for
+        the paper's loss.
         """
         from pseudohealthy.demo import demo_config, run_demo
 

@@ -231,6 +231,11 @@ def run_segment_experiment(cache_dir: Path, checkpoint: Path, output: Path, cfg:
     generator, _run_cfg, preprocess = load_generator(checkpoint, device)
     check_compatible(cache_dir, checkpoint, fingerprint, preprocess)
     splits = read_splits(cache_dir / "splits.json")
+    if not splits["test"] or not splits["train"]:
+        raise UserError(
+            f"{cache_dir / 'splits.json'}: the experiment needs training and test cases, found {len(splits['train'])} and "
+            f"{len(splits['test'])}; preprocess at least two cases."
+        )
     for fraction in cfg.fractions:
         if len(splits["train"]) * fraction < 1:
             raise UserError(

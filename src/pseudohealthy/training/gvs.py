@@ -118,6 +118,10 @@ class GVSModel:
     def _step_b(self, x_s: torch.Tensor) -> dict[str, torch.Tensor]:
         """Update G through the fixed S; ``x_s`` must carry G's graph."""
         _set_trainable(self.segmentor, False)
+        if self.train_cfg.segmentor_eval_in_g_step:
+            # A fixed S in the strict sense: its BatchNorm uses running statistics, so G cannot fool it
+            # by shifting the batch statistics, and Step B leaves S's buffers untouched.
+            self.segmentor.eval()
         # S is a fixed function here: under DDP skip its gradient all-reduce (its frozen parameters
         # receive no gradient, so there is nothing to synchronise).
         sync_off = self.segmentor.no_sync() if self.distributed else contextlib.nullcontext()
@@ -133,6 +137,7 @@ class GVSModel:
         loss.backward()
         self.opt_g.step()
         _set_trainable(self.segmentor, True)
+        self.segmentor.train()
         return {"loss_g": loss.detach(), "loss_adv": adversarial.detach(), "loss_res": residual.detach()}
 
     def _generate(self) -> torch.Tensor:
