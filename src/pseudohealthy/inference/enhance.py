@@ -54,17 +54,12 @@ def run_enhancement(
     """Write ``<output>/alpha-<a>/<case>.nii.gz`` for each alpha, in the input's geometry and units."""
     from tqdm.auto import tqdm
 
-    from pseudohealthy.config import PreprocessConfig, from_dict
     from pseudohealthy.data.nifti_io import load_nifti, save_like
     from pseudohealthy.errors import refuse_existing_output
-    from pseudohealthy.inference.synthesize import list_inputs, synthesize_volume
-    from pseudohealthy.training.checkpoint import load_generator
-    from pseudohealthy.training.device import resolve_device
+    from pseudohealthy.inference.synthesize import list_inputs, open_generator, synthesize_volume
 
     alphas = [check_alpha(a) for a in alphas]
-    torch_device = resolve_device(device)
-    generator, _run_cfg, preprocess = load_generator(checkpoint, torch_device)
-    cfg = from_dict(PreprocessConfig, preprocess, f"{checkpoint} preprocessing config")
+    generator, cfg, torch_device = open_generator(checkpoint, device)
     inputs = list_inputs(Path(input_path), cfg)
     refuse_existing_output(output, overwrite)
     written: dict[float, list[Path]] = {a: [] for a in alphas}

@@ -153,6 +153,15 @@ def save_preview(result: SynthesisResult, path: Path) -> Path:
     return path
 
 
+def open_generator(checkpoint: Path, device: str = "auto") -> tuple[torch.nn.Module, PreprocessConfig, torch.device]:
+    """The trained generator on the chosen device and the preprocessing it was trained with."""
+    from pseudohealthy.training.checkpoint import load_generator
+
+    torch_device = resolve_device(device)
+    generator, _run_cfg, preprocess = load_generator(checkpoint, torch_device)
+    return generator, from_dict(PreprocessConfig, preprocess, f"{checkpoint} preprocessing config"), torch_device
+
+
 def run_synthesis(
     checkpoint: Path,
     input_path: Path,
@@ -167,11 +176,9 @@ def run_synthesis(
     from tqdm.auto import tqdm
 
     from pseudohealthy.errors import refuse_existing_output
-    from pseudohealthy.training.checkpoint import load_generator, read_checkpoint
+    from pseudohealthy.training.checkpoint import read_checkpoint
 
-    torch_device = resolve_device(device)
-    generator, _run_cfg, preprocess = load_generator(checkpoint, torch_device)
-    cfg = from_dict(PreprocessConfig, preprocess, f"{checkpoint} preprocessing config")
+    generator, cfg, torch_device = open_generator(checkpoint, device)
     stats = read_checkpoint(checkpoint).get("intensity_stats")
     inputs = list_inputs(Path(input_path), cfg)
     refuse_existing_output(output, overwrite)
