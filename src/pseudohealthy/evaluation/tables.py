@@ -32,8 +32,8 @@ METHOD_COLUMNS = (
 )
 
 
-def fmt(value: Any, digits: int) -> str:
-    """A number for a table: fixed digits, ``inf``, or an empty string for undefined."""
+def _number_text(value: Any, finite: Any) -> str:
+    """Empty for undefined (None, NaN), ``inf``/``-inf`` for infinities, else ``finite(value)``."""
     if value is None:
         return ""
     value = float(value)
@@ -41,7 +41,12 @@ def fmt(value: Any, digits: int) -> str:
         return ""
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    return f"{value:.{digits}f}"
+    return finite(value)
+
+
+def fmt(value: Any, digits: int) -> str:
+    """A number for a table: fixed digits, ``inf``, or an empty string for undefined."""
+    return _number_text(value, lambda v: f"{v:.{digits}f}")
 
 
 def fmt_mean_std(mean: Any, std: Any, digits: int) -> str:
@@ -116,11 +121,5 @@ def write_csv(results: dict[str, Any], path: str | Path) -> Path:
 
 
 def _csv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    value = float(value)
-    if math.isnan(value):
-        return ""
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return repr(value)
+    """Full precision for CSV files."""
+    return _number_text(value, repr)
