@@ -46,6 +46,9 @@ class ModelConfig:
     gen_channels: int = 64  # first generator conv width; doubles at each downsampling
     gen_blocks: int = 9  # residual blocks at the bottleneck
     gen_downsamplings: int = 2
+    gen_norm: str = "instance"  # instance (paper) | none (crop-trained recipe: output independent of the cut)
+    gen_zero_init: bool = False  # last conv starts at zero: the untrained generator is the identity
+    gen_gate: bool = False  # G(x) = x + m * tanh(a) with a learned gate m (where to change); see models/generator.py
     seg_base: int = 64  # U-Net first level width; doubles per level
     seg_depth: int = 4  # number of max-pool downsamplings
     seg_max_channels: int = 512
@@ -67,6 +70,12 @@ class TrainConfig:
     residual_region: str = "image"  # image (paper) | normal (normal tissue only)
     segmentor_eval_in_g_step: bool = False  # Step B sees S in eval mode (BatchNorm running stats), not batch stats
     lesion_fill_weight: float = 0.0  # reference code's third G term (weight 5 there): lesion -> mean normal tissue
+    adversarial_weight: float = 1.0  # weight of CE(S(G(x_p)), 0) in G's loss; 0 trains no segmentor at all
+    supervised_weight: float = 0.0  # L1 to the true healthy image where known (inserted lesions, phantom)
+    gate_weight: float = 0.0  # BCE of a gated generator's gate against the lesion mask (model.gen_gate)
+    crop_size: int | None = None  # train on seeded random crops of this size (native resolution); None: whole slices
+    lesion_crop_probability: float = 0.7  # a crop is centred near a lesion pixel with this probability
+    max_minutes: float | None = None  # wall-clock budget: stop with a checkpoint when spent; lr decays over it
     train_fraction: float = 1.0  # GVS(0.3) trains on 30% of the training cases
     lesion_only: bool = True  # train on lesion-containing slices only (paper)
     augment: bool = False  # seeded flips and small rotations

@@ -18,7 +18,8 @@ def build_generator(cfg: ModelConfig) -> nn.Module:
     """The ResNet encoder-decoder generator with widths and depths from ``cfg``, N(0, 0.02) init."""
     from pseudohealthy.models.generator import ResnetGenerator
 
-    return ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings)
+    return ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings,
+                           norm=cfg.gen_norm, zero_init=cfg.gen_zero_init, gate=cfg.gen_gate)
 
 
 def build_segmentor(cfg: ModelConfig) -> nn.Module:

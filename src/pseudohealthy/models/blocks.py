@@ -10,20 +10,39 @@ def instance_norm(channels: int) -> nn.InstanceNorm2d:
     return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
 
 
-class ResidualBlock(nn.Module):
-    """Two reflect-padded 3x3 convs with instance norm, plus the identity: `(B, C, H, W) -> (B, C, H, W)`."""
+GEN_NORMS = ("instance", "none")
 
-    def __init__(self, channels: int) -> None:
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """``instance``: non-affine instance norm (paper, CycleGAN); ``none``: identity (EDSR-style blocks).
+
+    Instance norm makes a pixel's output depend on the statistics of the whole input, so a generator
+    trained on crops behaves differently on whole slices; without norm it is a plain convolution
+    whose output is the same wherever the image is cut (the crop-trained recipe needs that).
+    """
+    if kind not in GEN_NORMS:
+        raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(GEN_NORMS)}")
+    return instance_norm(channels) if kind == "instance" else nn.Identity()
+
+
+def conv_bias(kind: str) -> bool:
+    """Conv biases are left out before a non-affine instance norm: the norm subtracts them exactly."""
+    return kind != "instance"
+
+
+class ResidualBlock(nn.Module):
+    """Two reflect-padded 3x3 convs with a norm, plus the identity: `(B, C, H, W) -> (B, C, H, W)`."""
+
+    def __init__(self, channels: int, norm: str = "instance") -> None:
         super().__init__()
-        # Conv biases are left out before a non-affine instance norm: the norm subtracts them exactly.
         self.body = nn.Sequential(
             nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, 3, bias=False),
-            instance_norm(channels),
+            nn.Conv2d(channels, channels, 3, bias=conv_bias(norm)),
+            norm_layer(norm, channels),
             nn.ReLU(inplace=True),
             nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, 3, bias=False),
-            instance_norm(channels),
+            nn.Conv2d(channels, channels, 3, bias=conv_bias(norm)),
+            norm_layer(norm, channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,49 +8,75 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pseudohealthy.models.blocks import ResidualBlock, init_normal, instance_norm
+from pseudohealthy.models.blocks import ResidualBlock, conv_bias, init_normal, norm_layer
+
+
+GATE_START_LOGIT = -4.0
 
 
 class ResnetGenerator(nn.Module):
     """`(B, 1, H, W)` float32 in [-1, 1] -> `(B, 1, H, W)` = input + tanh correction (so in [-2, 2]).
 
-    H and W must be divisible by `2 ** downsamplings`.
+    H and W must be divisible by `2 ** downsamplings`. ``norm``: ``instance`` (paper) or ``none``;
+    ``zero_init``: the last conv starts at zero, so the untrained G is exactly the identity.
+    ``gate``: the last conv gives a second map, the logit of a gate ``m`` in (0, 1), and
+    ``G(x) = x + m * tanh(a)``: the network says *where* to change the image (``m``, trainable
+    against lesion masks as a segmentation) apart from *what* to put there (``tanh(a)``), so tissue
+    it leaves alone stays the input up to ``m``, which a sigmoid drives to ~0 there.
     """
 
-    def __init__(self, channels: int = 64, blocks: int = 9, downsamplings: int = 2, in_channels: int = 1) -> None:
+    def __init__(self, channels: int = 64, blocks: int = 9, downsamplings: int = 2, in_channels: int = 1,
+                 norm: str = "instance", zero_init: bool = False, gate: bool = False) -> None:
         super().__init__()
+        bias = conv_bias(norm)
+        self.gate = gate
         self.downsamplings = downsamplings
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(in_channels, channels, 7, bias=False),
-            instance_norm(channels),
+            nn.Conv2d(in_channels, channels, 7, bias=bias),
+            norm_layer(norm, channels),
             nn.ReLU(inplace=True),
         ]
         width = channels
         for _ in range(downsamplings):
             layers += [
-                nn.Conv2d(width, width * 2, 3, stride=2, padding=1, bias=False),
-                instance_norm(width * 2),
+                nn.Conv2d(width, width * 2, 3, stride=2, padding=1, bias=bias),
+                norm_layer(norm, width * 2),
                 nn.ReLU(inplace=True),
             ]
             width *= 2
-        layers += [ResidualBlock(width) for _ in range(blocks)]
+        layers += [ResidualBlock(width, norm) for _ in range(blocks)]
         for _ in range(downsamplings):
             # output_padding=1 makes each transposed conv exactly double H and W.
             layers += [
-                nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1, bias=False),
-                instance_norm(width // 2),
+                nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
+                norm_layer(norm, width // 2),
                 nn.ReLU(inplace=True),
             ]
             width //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, in_channels, 7), nn.Tanh()]
+        out_channels = 2 * in_channels if gate else in_channels
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, out_channels, 7)]
+        if not gate:
+            layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
         init_normal(self)
+        if zero_init:
+            nn.init.zeros_(self.last_conv.weight)
+            nn.init.zeros_(self.last_conv.bias)
+        if gate:
+            # The gate starts nearly closed (m ~ 0.02): an untrained gated G is close to the identity.
+            nn.init.constant_(self.last_conv.bias[in_channels:], GATE_START_LOGIT)
 
     @property
     def last_conv(self) -> nn.Conv2d:
         """The final 7x7 conv (zeroing it makes G the identity)."""
-        return self.net[-2]
+        return self.net[-1] if self.gate else self.net[-2]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x) + x
+    def forward(self, x: torch.Tensor, return_gate: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``G(x)``; with ``return_gate`` also the gate's logits ``(B, 1, H, W)`` (None without a gate)."""
+        if not self.gate:
+            out = self.net(x) + x
+            return (out, None) if return_gate else out
+        correction, gate_logit = self.net(x).chunk(2, dim=1)
+        out = x + torch.sigmoid(gate_logit) * torch.tanh(correction)
+        return (out, gate_logit) if return_gate else out

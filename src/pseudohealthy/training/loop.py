@@ -48,7 +48,7 @@ from pseudohealthy.training.device import resolve_device
 from pseudohealthy.training.gvs import GVSModel, check_train_options
 from pseudohealthy.training.previews import save_preview
 
-LOSS_KEYS = ("loss_s", "loss_g", "loss_adv", "loss_res")
+LOSS_KEYS = ("loss_s", "loss_g", "loss_adv", "loss_res", "loss_sup")
 CSV_FIELDS = ("epoch", "steps", *LOSS_KEYS, "lr_g", "lr_s", "seconds")
 # Train settings that may differ on resume (where and how fast, not what is learned).
 RESUME_FREE_KEYS = {"device", "num_workers", "amp"}
@@ -133,6 +133,10 @@ class GVSTrainer:
         self.history: list[dict[str, Any]] = []
         self._bar = None
         self._log_handler: logging.Handler | None = None
+        # Wall-clock budget (train.max_minutes): seconds trained by earlier processes of this run, and
+        # the clock of this one.
+        self.elapsed_before = 0.0
+        self.clock_start = time.perf_counter()
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> Path:
@@ -141,6 +145,8 @@ class GVSTrainer:
         try:
             self.on_train_start()
             for epoch in range(self.start_epoch + 1, self.config.train.epochs + 1):
+                if self.budget_spent():
+                    break
                 self.on_epoch_start(epoch)
                 for batch in self.batches():
                     self.train_step(batch)
@@ -169,8 +175,10 @@ class GVSTrainer:
             set_rng_state(payload["rng"])
             self.start_epoch = self.saved_epoch = self.state_epoch = int(payload["epoch"])
             self.history = [dict(row) for row in payload.get("history", [])][: self.start_epoch]
+            self.elapsed_before = float(payload.get("elapsed_s", 0.0))
             self._rewrite_losses_csv()
         self._log_start()
+        self.clock_start = time.perf_counter()
         if payload is None:
             self.state_epoch = 0
             self._save_checkpoint(0)  # the initial state: a run stopped in epoch 1 can resume too
@@ -194,9 +202,29 @@ class GVSTrainer:
 
     def batches(self) -> Iterator[Any]:
         for i, batch in enumerate(self.loader):
-            if i >= self.steps:
+            if i >= self.steps or self.budget_spent():
                 break
+            self.apply_budget_schedule()
             yield batch
+
+    # -- wall-clock budget ----------------------------------------------------------------------
+    def elapsed(self) -> float:
+        """Seconds of training in this run so far, earlier processes included."""
+        return self.elapsed_before + time.perf_counter() - self.clock_start
+
+    def budget_spent(self) -> bool:
+        minutes = self.config.train.max_minutes
+        return minutes is not None and self.elapsed() >= 60.0 * minutes
+
+    def apply_budget_schedule(self) -> None:
+        """Under a time budget the poly decay runs over the budget, step by step: ``lr = base *
+        (1 - elapsed / budget) ** poly_power`` (instead of per epoch), so that a short budget still
+        ends at a small learning rate."""
+        t = self.config.train
+        if t.max_minutes is None:
+            return
+        done = min(self.elapsed() / (60.0 * t.max_minutes), 1.0)
+        self.model.set_learning_rate(t.lr * (1.0 - done) ** t.poly_power)
 
     def train_step(self, batch: Any) -> dict[str, float]:
         self.model.set_input(batch)
@@ -207,8 +235,13 @@ class GVSTrainer:
         self.images += int(batch[0].shape[0])
         if self._bar is not None:
             rate = self.images * self.dist.world_size / max(time.perf_counter() - self.epoch_start, 1e-9)
-            self._bar.set_postfix({"S": f"{losses['loss_s']:.3f}", "G": f"{losses['loss_g']:.3f}",
-                                   "res": f"{losses['loss_res']:.4f}", "img/s": f"{rate:.1f}"}, refresh=False)
+            shown = {"S": f"{losses['loss_s']:.3f}", "G": f"{losses['loss_g']:.3f}", "res": f"{losses['loss_res']:.4f}"}
+            if self.config.train.supervised_weight > 0:
+                shown["sup"] = f"{losses['loss_sup']:.4f}"
+            shown["img/s"] = f"{rate:.1f}"
+            if self.config.train.max_minutes is not None:
+                shown["left"] = f"{max(60.0 * self.config.train.max_minutes - self.elapsed(), 0.0) / 60.0:.1f}min"
+            self._bar.set_postfix(shown, refresh=False)
             self._bar.update(1)
         return losses
 
@@ -220,7 +253,8 @@ class GVSTrainer:
                                               self.dist, self.device)
         lrs = self.model.learning_rates()  # the rates this epoch trained with
         self.model.sync_buffers()
-        self.model.step_schedulers()
+        if self.config.train.max_minutes is None:
+            self.model.step_schedulers()
         self.state_epoch = epoch
         row = {"epoch": epoch, "steps": self.done, **dict(zip(LOSS_KEYS, means)), **lrs,
                "seconds": round(time.perf_counter() - self.epoch_start, 3)}
@@ -229,7 +263,7 @@ class GVSTrainer:
             self._append_losses_row(row)
             self._write_preview(epoch)
         self._save_checkpoint(epoch)
-        self.log.info("epoch %d/%d: %d steps, S %.4f, G %.4f (adv %.4f, res %.5f), lr %.2e, %.1f s",
+        self.log.info("epoch %d/%d: %d steps, S %.4f, G %.4f (adv %.4f, res %.5f, sup %.5f), lr %.2e, %.1f s",
                       epoch, self.config.train.epochs, self.done, *means, lrs["lr_g"], row["seconds"])
 
     def on_train_end(self) -> Path:
@@ -295,15 +329,18 @@ class GVSTrainer:
 
         t = self.config.train
         self.dataset = SliceDataset(cache, split="train", lesion_only=t.lesion_only, fraction=t.train_fraction,
-                                    seed=t.seed, augment=t.augment)
+                                    seed=t.seed, augment=t.augment, crop_size=t.crop_size,
+                                    lesion_crop_probability=t.lesion_crop_probability,
+                                    with_healthy=t.supervised_weight > 0)
         if len(self.dataset) == 0:
             raise UserError(f"{cache}: no training slices (split train, lesion_only={t.lesion_only}, "
                             f"train_fraction={t.train_fraction}).")
         height, width = self.dataset[0][0].shape[-2:]
         multiple = size_multiple(self.config.model)
         if height % multiple or width % multiple:
+            what = "train.crop_size" if t.crop_size else "preprocess with a working size that is"
             raise UserError(f"{cache}: slices are {height}x{width}, but these networks need multiples of {multiple}; "
-                            "preprocess with a working size that is.")
+                            f"{'choose a ' + what + ' that is' if t.crop_size else what}.")
         # DistributedSampler with one replica is a plain seeded shuffle; its seed is seed + epoch.
         self.sampler = DistributedSampler(self.dataset, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                           shuffle=True, seed=t.seed)
@@ -348,6 +385,7 @@ class GVSTrainer:
                 "preprocess": self.preprocess,
                 "intensity_stats": self.intensity_stats,
                 "history": [dict(row) for row in self.history],
+                "elapsed_s": self.elapsed() if epoch > 0 else 0.0,
             }
             if epoch == 0:
                 atomic_save(payload, self.folder.last)
