@@ -73,13 +73,13 @@ def score_test_cases(phantom: Path, synthesis: Path, case_ids: list[str]) -> dic
     """The demo's two figures over the test cases, against the phantom's true healthy volumes.
 
     - lesion-region error reduction ``1 - mean|x_s - x_h| / mean|x_p - x_h|`` inside the lesion mask,
-      pooled over all test lesion voxels (and per case);
+      pooled over all test lesion voxels with a known (finite) truth (and per case);
     - normal-tissue PSNR between ``x_s`` and ``x_p`` (brain minus lesion), both scaled by the input's
       ``[0, V99.5]`` window to [0, 1], MSE pooled over the test cases' normal voxels.
     """
     from pseudohealthy.data.nifti_io import load_nifti
     from pseudohealthy.data.sources import find_cases, load_case
-    from pseudohealthy.metrics.ground_truth import error_reduction
+    from pseudohealthy.metrics.ground_truth import error_reduction, scored_voxels
     from pseudohealthy.metrics.identity import window_to_unit
 
     cases = {c.case_id: c for c in find_cases(phantom, "brats")}
@@ -95,9 +95,11 @@ def score_test_cases(phantom: Path, synthesis: Path, case_ids: list[str]) -> dic
         p, s = window_to_unit(x_p, (0.0, high)), window_to_unit(x_s, (0.0, high))
         sq_err += float(((p - s)[normal] ** 2).sum())
         n_normal += int(normal.sum())
-        before += float(np.abs(x_p - x_h)[lesion].sum())
-        after += float(np.abs(x_s - x_h)[lesion].sum())
-        per_case[case_id] = {"error_reduction": error_reduction(x_p, x_s, x_h, lesion), "lesion_voxels": int(lesion.sum())}
+        scored = scored_voxels(x_h, lesion)  # NaN truth = unknown there (an inserted data set's own lesions)
+        before += float(np.abs(x_p - x_h)[scored].sum())
+        after += float(np.abs(x_s - x_h)[scored].sum())
+        per_case[case_id] = {"error_reduction": error_reduction(x_p, x_s, x_h, lesion), "lesion_voxels": int(lesion.sum()),
+                             "scored_voxels": int(scored.sum())}
     mse = sq_err / max(n_normal, 1)
     return {
         "lesion_error_reduction": 1.0 - after / before if before > 0 else float("nan"),
