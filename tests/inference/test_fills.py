@@ -143,3 +143,18 @@ def test_fill_cli_writes_and_refuses(cli, tiny_brats, tmp_path):
     assert bad.exit_code == 2 and "blur" in bad.output and "Traceback" not in bad.output
     assert bad.output.strip().count("\n") == 0  # one sentence
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.realdata
+def test_fills_on_the_real_case(real_brats):
+    """The real BraTS case (40 tumour slices): only the tumour changes, and it is brought to the brain's level."""
+    from pseudohealthy.data.case_writer import case_region
+    from pseudohealthy.data.sources import find_cases, load_case
+
+    case = load_case(find_cases(real_brats, source="brats")[0], "brats")
+    image, lesion, region = case.image.data, case.lesion, case_region(case)
+    normal_mean = image[region & ~lesion].mean()
+    for kind in ("biharmonic", "telea"):
+        out = fill_lesion(image, lesion, region, kind)
+        np.testing.assert_array_equal(out[~lesion], image[~lesion])
+        assert abs(out[lesion].mean() - normal_mean) < abs(image[lesion].mean() - normal_mean)
