@@ -8,10 +8,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pseudohealthy.models.blocks import ResidualBlock, conv_bias, init_normal, norm_layer
+from pseudohealthy.models.blocks import ResidualBlock, conv_bias, init_normal, init_without_norm, norm_layer
 
 
-GATE_START_LOGIT = -4.0
+GATE_CORRECTION_RANGE = 2.0
 
 
 class ResnetGenerator(nn.Module):
@@ -20,9 +20,10 @@ class ResnetGenerator(nn.Module):
     H and W must be divisible by `2 ** downsamplings`. ``norm``: ``instance`` (paper) or ``none``;
     ``zero_init``: the last conv starts at zero, so the untrained G is exactly the identity.
     ``gate``: the last conv gives a second map, the logit of a gate ``m`` in (0, 1), and
-    ``G(x) = x + m * tanh(a)``: the network says *where* to change the image (``m``, trainable
-    against lesion masks as a segmentation) apart from *what* to put there (``tanh(a)``), so tissue
-    it leaves alone stays the input up to ``m``, which a sigmoid drives to ~0 there.
+    ``G(x) = x + m * 2 tanh(a)``: the network says *where* to change the image (``m``, trainable
+    against lesion masks as a segmentation) apart from *what* to put there (``2 tanh(a)``; the factor
+    2 lets a bright lesion at +1 become dark tissue at -1 on the [-1, 1] scale), so tissue it leaves
+    alone stays the input up to ``m``, which a sigmoid drives to ~0 there.
     """
 
     def __init__(self, channels: int = 64, blocks: int = 9, downsamplings: int = 2, in_channels: int = 1,
@@ -59,13 +60,17 @@ class ResnetGenerator(nn.Module):
         if not gate:
             layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
-        init_normal(self)
+        if norm == "instance":
+            init_normal(self)
+        else:
+            init_without_norm(self)
         if zero_init:
             nn.init.zeros_(self.last_conv.weight)
             nn.init.zeros_(self.last_conv.bias)
-        if gate:
-            # The gate starts nearly closed (m ~ 0.02): an untrained gated G is close to the identity.
-            nn.init.constant_(self.last_conv.bias[in_channels:], GATE_START_LOGIT)
+        if gate and zero_init:
+            # The correction starts at zero (identity) and the gate half open, so that both the
+            # correction and the gate receive gradient from the first step on.
+            nn.init.zeros_(self.last_conv.bias[in_channels:])
 
     @property
     def last_conv(self) -> nn.Conv2d:
@@ -78,5 +83,5 @@ class ResnetGenerator(nn.Module):
             out = self.net(x) + x
             return (out, None) if return_gate else out
         correction, gate_logit = self.net(x).chunk(2, dim=1)
-        out = x + torch.sigmoid(gate_logit) * torch.tanh(correction)
+        out = x + torch.sigmoid(gate_logit) * (GATE_CORRECTION_RANGE * torch.tanh(correction))
         return (out, gate_logit) if return_gate else out
