@@ -9,6 +9,13 @@
                             original images and, where the data set has them, the true healthy images
     <out>/pipeline.json     the settings, the stages' timings and the headline figures
 
+A data set without true healthy volumes (any real one) cannot teach the default recipe's supervised
+term, so the pipeline first writes ``<out>/inserted/``: each case with synthetic lesions inserted into
+its lesion-free tissue and its own scan as the truth (``pseudohealthy phantom --kind inserted``).
+Training, synthesis and the ground-truth evaluation run on that copy, split by *source* case, so no
+subject is on both sides; then ``<out>/evaluation-real/`` scores GVS on the untouched real test cases
+(A-Dice, Healthiness, identity: no truth there), again beside the fills.
+
 Every stage is skipped or resumed when its result is already there: the cache is kept when up to
 date, training resumes from ``run/checkpoints/last.pt`` (a spent time budget ends it at once),
 synthesis is skipped when it was made from the same checkpoint, and the evaluation runs last.
@@ -48,6 +55,7 @@ class PipelineConfig:
     healthiness: bool = True
     evaluate: bool = True
     overrides: list[str] = field(default_factory=list)  # training overrides key=value
+    inserted_copies: int = 2  # inserted-lesion copies per case when the data set has no truth
 
 
 def working_size_for(cfg: PipelineConfig) -> int | None:
@@ -61,31 +69,60 @@ def run_config_for(cfg: PipelineConfig, cache: Path) -> RunConfig:
     return resolve_run_config(preset=cfg.preset, overrides=overrides + list(cfg.overrides), data=str(cache.resolve()))
 
 
-def choose_split(cache: Path, cfg: PipelineConfig) -> dict[str, list[str]]:
-    """Write the pipeline's split into the cache's ``splits.json`` and return it (by case, never by slice)."""
+def choose_split(cache: Path, cfg: PipelineConfig, sources: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Write the pipeline's split into the cache's ``splits.json`` and return it (by case, never by slice).
+
+    ``sources`` maps each cache case to the subject it was made from (inserted copies): the split is
+    then drawn and named over the subjects, and every copy follows its subject.
+    """
     from pseudohealthy.data.cache import read_fingerprint
-    from pseudohealthy.data.splits import read_splits, write_splits
+    from pseudohealthy.data.splits import read_splits, split_cases, write_splits
 
     cases = sorted(read_fingerprint(cache)["cases"])
+    subject_of = sources or {c: c for c in cases}
+    subjects = sorted(set(subject_of[c] for c in cases))
     if cfg.test_cases is not None and cfg.splits is not None:
         raise UserError("give either --test-cases or --splits, not both.")
-    if cfg.test_cases is None and cfg.splits is None:
-        return {k: list(v) for k, v in read_splits(cache / "splits.json").items() if k in ("train", "test")}
     if cfg.test_cases is not None:
-        test = list(dict.fromkeys(cfg.test_cases))
-        train = [c for c in cases if c not in test]
-        where = "--test-cases"
+        test, where = list(dict.fromkeys(cfg.test_cases)), "--test-cases"
+    elif cfg.splits is not None:
+        test, where = list(read_splits(Path(cfg.splits))["test"]), str(cfg.splits)
     else:
-        wanted = read_splits(Path(cfg.splits))
-        test, train = list(wanted["test"]), list(wanted["train"])
-        where = str(cfg.splits)
-    unknown = [c for c in test + train if c not in cases]
+        test, where = split_cases(subjects, cfg.test_fraction, cfg.seed)[1], "the seeded split"
+    unknown = [c for c in test if c not in subjects]
     if unknown:
         raise UserError(f"{where}: case(s) {', '.join(unknown[:5])} are not in the data set {cache}.")
-    if not test or not train:
+    train_subjects = [c for c in subjects if c not in test]
+    if not test or not train_subjects:
         raise UserError(f"{where}: the split needs at least one training and one test case.")
-    write_splits(cache / "splits.json", train, test, cfg.seed, len(test) / len(cases))
-    return {"train": train, "test": test}
+    test_cases = [c for c in cases if subject_of[c] in test]
+    train_cases = [c for c in cases if subject_of[c] not in test]
+    write_splits(cache / "splits.json", train_cases, test_cases, cfg.seed, len(test_cases) / len(cases))
+    return {"train": train_cases, "test": test_cases, "test_subjects": test}
+
+
+def _has_truth(data: Path, source: str) -> bool:
+    from pseudohealthy.data.sources import detect_source, find_cases
+
+    found = find_cases(data, detect_source(data) if source == "auto" else source)
+    return bool(found) and all(c.healthy is not None for c in found)
+
+
+def inserted_copy(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[str], None],
+                  progress: bool) -> tuple[Path, dict[str, str]]:
+    """``<output>/inserted``: the data set with inserted lesions and known truth (kept when it was made
+    from the same data with the same seed and copies); returns it and ``{case: source case}``."""
+    from pseudohealthy.data.phantom.inserted import generate_inserted
+
+    folder = output / "inserted"
+    record = folder / "phantom.json"
+    want = {"source": str(data.absolute()), "seed": cfg.seed, "copies": cfg.inserted_copies}
+    saved = json.loads(record.read_text()) if record.is_file() else {}
+    if any(saved.get(k) != v for k, v in want.items()):
+        echo(f"      no true healthy volumes in {data}: inserting lesions ({cfg.inserted_copies} copies per case) into {folder}")
+        generate_inserted(data, folder, copies=cfg.inserted_copies, seed=cfg.seed, overwrite=True, progress=progress)
+        saved = json.loads(record.read_text())
+    return folder, {case: entry["source"] for case, entry in saved["case_map"].items()}
 
 
 def run_pipeline(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[str], None] = print,
@@ -105,11 +142,15 @@ def run_pipeline(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[
     label = lambda name: f"[{next(step)}/{stage_offset + stages}] {name}"  # noqa: E731
 
     t = time.perf_counter()
+    real_data, sources = data, None
+    run_cfg_check = run_config_for(cfg, output / "cache")
+    if run_cfg_check.train.supervised_weight > 0 and not _has_truth(data, cfg.source):
+        data, sources = inserted_copy(real_data, output, cfg, echo, progress)
     cache = output / "cache"
     pre = PreprocessConfig(source=cfg.source, working_size=working_size_for(cfg), test_fraction=cfg.test_fraction,
                            split_seed=cfg.seed)
     summary = preprocess_dataset(data, cache, pre, overwrite=True, progress=progress)
-    split = choose_split(cache, cfg)
+    split = choose_split(cache, cfg, sources)
     echo(f"{label('preprocess')}: {summary['status']}; {summary['slices']} slices ({summary['lesion_slices']} with lesion), "
          f"{len(split['train'])} train / {len(split['test'])} test cases")
     timings["preprocess_s"] = time.perf_counter() - t
@@ -133,11 +174,20 @@ def run_pipeline(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[
     if cfg.evaluate:
         t = time.perf_counter()
         echo(f"{label('evaluate')}: GVS, {', '.join('fill-' + k for k in cfg.fills)}, original"
-             f"{', truth' if summary.get('has_healthy', _has_healthy(cache)) else ''}; A-Dice with {cfg.adice_trials} trial(s)")
+             f"{', truth' if _has_healthy(cache) else ''}; A-Dice with {cfg.adice_trials} trial(s)")
         report, figures = evaluate_test_cases(data, output, synthesis, split["test"], cfg, progress)
+        if sources is not None:
+            real = split["test_subjects"]
+            echo(f"      and the real test case(s) {', '.join(real)} as they are (their own lesions, no truth): evaluation-real/")
+            real_synthesis = output / "synthesis" / "gvs-real"
+            synthesize_test_cases(real_data, Path(checkpoint), real, output, real_synthesis, progress, inputs_name="test-inputs-real")
+            report_real, figures_real = evaluate_test_cases(real_data, output, real_synthesis, real, cfg, progress,
+                                                            name="evaluation-real", truth=False)
+            figures = {"inserted": figures, "real": figures_real}
         timings["evaluate_s"] = time.perf_counter() - t
     result = {
-        "data": str(data),
+        "data": str(real_data),
+        "trained_on": str(data),
         "settings": to_dict(cfg),
         "run_config": to_dict(run_cfg),
         "test_cases": split["test"],
@@ -157,7 +207,7 @@ def _has_healthy(cache: Path) -> bool:
 
 
 def synthesize_test_cases(data: Path, checkpoint: Path, case_ids: list[str], output: Path, synthesis: Path,
-                          progress: bool) -> None:
+                          progress: bool, inputs_name: str = "test-inputs") -> None:
     """Synthesise the test cases from their pathological volumes alone; skipped when ``synthesis``
     already holds every case made from this very checkpoint (same size and modification time)."""
     from pseudohealthy.inference.synthesize import run_synthesis
@@ -168,7 +218,7 @@ def synthesize_test_cases(data: Path, checkpoint: Path, case_ids: list[str], out
     if stamp.is_file() and json.loads(stamp.read_text()) == made_from and \
             all((synthesis / f"{c}.nii.gz").is_file() for c in case_ids):
         return
-    inputs = output / "test-inputs"
+    inputs = output / inputs_name
     link_test_inputs(data, inputs, case_ids)
     run_synthesis(checkpoint, inputs, synthesis, overwrite=True, progress=progress)
     stamp.write_text(json.dumps(made_from, indent=2) + "\n")
@@ -189,7 +239,7 @@ def link_test_inputs(data: Path, folder: Path, case_ids: list[str]) -> None:
 
 
 def evaluate_test_cases(data: Path, output: Path, synthesis: Path, case_ids: list[str], cfg: PipelineConfig,
-                        progress: bool) -> tuple[Path, dict[str, dict[str, Any]]]:
+                        progress: bool, name: str = "evaluation", truth: bool = True) -> tuple[Path, dict[str, dict[str, Any]]]:
     """`evaluate` with GVS, the fills, the originals and (where known) the truth; returns the report
     and the headline figures per method."""
     from pseudohealthy.evaluation.runner import EvaluationSettings, evaluate
@@ -197,13 +247,13 @@ def evaluate_test_cases(data: Path, output: Path, synthesis: Path, case_ids: lis
     from pseudohealthy.metrics.healthiness import HealthinessConfig
 
     methods = [f"gvs={synthesis}", "original=@original"]
-    if _has_healthy(output / "cache"):
+    if truth and _has_healthy(output / "cache"):
         methods.append("truth=@healthy")
     settings = EvaluationSettings(seed=cfg.seed, source=cfg.source,
                                   adice=ADiceConfig(trials=cfg.adice_trials, seed=cfg.seed) if cfg.adice_trials > 0 else None,
                                   healthiness=HealthinessConfig() if cfg.healthiness else None,
                                   healthiness_cache=str(output / "healthiness-cache"), fills=list(cfg.fills))
-    evaluation = output / "evaluation"
+    evaluation = output / name
     evaluate(data, methods, evaluation, settings, cases=case_ids, overwrite=True, progress=progress)
     metrics = json.loads((evaluation / "metrics.json").read_text())
     return evaluation / "report.html", headline_figures(metrics)

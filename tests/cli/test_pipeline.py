@@ -51,3 +51,31 @@ def test_pipeline_refuses_bad_arguments_with_one_sentence(cli, phantom, tmp_path
                   "--quiet", *extra])
     assert result.exit_code != 0
     assert words in result.output and "Traceback" not in result.output
+
+
+def test_pipeline_on_data_without_truth_trains_on_inserted_lesions_split_by_subject(cli, tmp_path):
+    """Real-like data (no healthy volumes): the hybrid recipe trains on an inserted-lesion copy whose
+    copies of one subject all stay on one side, and the real test case is evaluated as it is."""
+    from pseudohealthy.data.phantom import generate_phantom
+
+    raw = tmp_path / "raw"
+    generate_phantom(raw, cases=3, seed=2, shape=(64, 64, 20), progress=False)
+    for healthy in raw.glob("*/*_healthy.nii.gz"):
+        healthy.unlink()
+    for extra in raw.glob("*/*_params.json"):
+        extra.unlink()
+    (raw / "phantom.json").unlink()
+    out = tmp_path / "out"
+    result = cli(["pipeline", "--data", raw, "--output", out, "--test-cases", "PhantomBrain_001", "--train-minutes", "0.05",
+                  "--fills", "mean", "--adice-trials", "0", "--no-healthiness", "--quiet",
+                  "model.gen_channels=8", "model.gen_blocks=1", "model.seg_base=8", "model.seg_depth=3",
+                  "model.seg_max_channels=16", "train.crop_size=32", "train.batch_size=2", "train.max_steps_per_epoch=2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "pipeline.json").read_text())
+    assert summary["test_cases"] == ["PhantomBrain_001-ins00", "PhantomBrain_001-ins01"]
+    assert not any(c.startswith("PhantomBrain_001") for c in summary["train_cases"])
+    assert set(summary["figures"]) == {"inserted", "real"}
+    assert "truth" in summary["figures"]["inserted"] and "truth" not in summary["figures"]["real"]
+    assert {"gvs", "original", "fill-mean"} <= set(summary["figures"]["real"])
+    real = nib.load(out / "synthesis" / "gvs-real" / "PhantomBrain_001.nii.gz")
+    assert real.shape == nib.load(raw / "PhantomBrain_001" / "PhantomBrain_001_t2.nii.gz").shape

@@ -46,8 +46,16 @@ def register(app: typer.Typer) -> None:
                              evaluate=evaluate, overrides=list(overrides or []))
         result = run_pipeline(data, output, cfg, echo=typer.echo, progress=not quiet)
         typer.echo("")
-        for line in format_figures(result["figures"]):
-            typer.echo(line)
+        figures = result["figures"]
+        parts = figures.items() if set(figures) == {"inserted", "real"} else [("test cases", figures)]
+        for title, table in parts:
+            if title == "inserted":
+                title = "test cases with inserted lesions (ground truth known)"
+            elif title == "real":
+                title = "real test cases, their own lesions (no truth: A-Dice, Healthiness, identity)"
+            typer.echo(title + ":")
+            for line in format_figures(table):
+                typer.echo("  " + line)
         if result.get("report"):
             typer.echo(f"report: {result['report']}")
         typer.echo(f"figures and settings: {output / 'pipeline.json'}")
