@@ -83,6 +83,7 @@ class TrainConfig:
     train_fraction: float = 1.0  # GVS(0.3) trains on 30% of the training cases
     lesion_only: bool = True  # train on lesion-containing slices only (paper)
     augment: bool = False  # seeded flips and small rotations
+    intensity_augment: bool = False  # seeded random gamma and contrast (another scanner's grey levels)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on CUDA only; ignored on CPU
