@@ -49,6 +49,9 @@ class ModelConfig:
     seg_base: int = 64  # U-Net first level width; doubles per level
     seg_depth: int = 4  # number of max-pool downsamplings
     seg_max_channels: int = 512
+    seg_decoder: str = "full"  # full (decoder keeps each level's width) | halving (reference code's bilinear U-Net)
+    seg_align_corners: bool = False  # bilinear upsampling grid; the reference code uses True
+    seg_conv_bias: bool = False  # biases on the U-Net convs before BatchNorm (reference code: True)
 
 
 @dataclass
@@ -96,6 +99,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "small": {
         "model": {"gen_channels": 32, "gen_blocks": 6, "seg_base": 32, "seg_max_channels": 256},
         "train": {},
+    },
+    # reference: exactly the networks of the paper's reference code (GVS repository, main.py): the
+    # same ResNet generator and its bilinear U-Net (17.3M parameters); its training recipe where this
+    # package has the option (G before S, residual on normal tissue, lesion-fill term of weight 5).
+    "reference": {
+        "model": {"seg_decoder": "halving", "seg_align_corners": True, "seg_conv_bias": True},
+        "train": {"step_order": "gen-first", "residual_region": "normal", "lesion_fill_weight": 5.0},
     },
     # tiny: for tests only; trains in seconds on 32x32 slices.
     "tiny": {

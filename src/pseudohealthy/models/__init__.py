@@ -22,10 +22,11 @@ def build_generator(cfg: ModelConfig) -> nn.Module:
 
 
 def build_segmentor(cfg: ModelConfig) -> nn.Module:
-    """The U-Net segmentor (BatchNorm, bilinear upsampling, 2 logits) with widths from ``cfg``."""
+    """The U-Net segmentor (BatchNorm, bilinear upsampling, 2 logits) with widths and layout from ``cfg``."""
     from pseudohealthy.models.segmentor import UNet
 
-    return UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels)
+    return UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels, decoder=cfg.seg_decoder,
+                align_corners=cfg.seg_align_corners, bias=cfg.seg_conv_bias)
 
 
 def size_multiple(cfg: ModelConfig) -> int:
