@@ -23,7 +23,7 @@ from pseudohealthy.errors import UserError
 class PreprocessConfig:
     """How raw volumes become the slice cache (SPEC section 4). Stored in the fingerprint."""
 
-    source: str = "brats"  # brats | lits | folder
+    source: str = "brats"  # brats | lits | folder | reference-npy (the reference code's slice files)
     modality: str = "t2"  # BraTS modality suffix (t2, flair, t1, t1ce; BraTS 2023+: t2w, t2f, ...)
     grade: str | None = None  # BraTS HGG/LGG filter where the layout has it; None keeps all
     lesion_labels: list[int] | None = None  # None: source default (BraTS: all > 0, LiTS: [2], folder: [1])

@@ -261,6 +261,17 @@ def prepare_volume(image: np.ndarray, cfg: PreprocessConfig, region: np.ndarray 
     low, high = _clip_bounds(image, cfg, region, mode)
     if region is None:
         region = image > low
+    return prepare_clipped_volume(image, cfg, region, (low, high), mode)
+
+
+def prepare_clipped_volume(image: np.ndarray, cfg: PreprocessConfig, region: np.ndarray, clip: tuple[float, float],
+                           mode: str) -> PreparedVolume:
+    """:func:`prepare_volume` with the clip bounds ``(low, high)`` already chosen (input units).
+
+    For data that arrive already clipped (the reference code's slice files): ``mode`` is recorded as
+    the intensity mode; the region (bool ``(X, Y, Z)``) is required.
+    """
+    low, high = float(clip[0]), float(clip[1])
     region = np.asarray(region, dtype=bool)
     if region.shape != image.shape:
         raise UserError(f"region mask shape {region.shape} differs from image shape {image.shape}.")
