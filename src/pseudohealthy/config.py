@@ -31,7 +31,7 @@ class PreprocessConfig:
     intensity: str | None = None  # percentile | range; None: source default (BraTS percentile, LiTS range)
     clip_percentile: float = 99.5  # upper clip for `percentile`: this percentile of region voxels
     clip_range: tuple[float, float] | None = None  # lower/upper clip for `range` (LiTS default -200, 250 HU)
-    normalization: str = "volume"  # volume | zscore-slice (reference code); see data/preprocessing.py
+    normalization: str = "volume"  # volume | zscore-slice | reference (the reference code exactly); see data/preprocessing.py
     working_size: int | None = None  # square in-plane size for training; None keeps the original
     resize_mode: str = "resize"  # resize | crop (centre crop/pad)
     slice_margin: int = 20  # LiTS/CT: keep slices from this many below to this many above the region

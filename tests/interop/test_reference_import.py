@@ -74,7 +74,7 @@ def test_existing_presets_keep_their_networks():
 
 def test_imported_generator_equals_the_reference(imported):
     generator, _cfg, preprocess = load_generator(imported["run"])
-    assert preprocess["normalization"] == "zscore-slice"
+    assert preprocess["normalization"] == "reference"
     x = torch.rand(3, 1, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
         ours, theirs = generator(x), imported["ref_g"](x)
@@ -103,7 +103,7 @@ def test_run_folder_describes_itself(imported):
     run = imported["run"]
     payload = read_checkpoint(run)
     assert payload["config"]["preset"] == "reference"
-    assert payload["preprocess"]["normalization"] == "zscore-slice" and payload["preprocess"]["source"] == "brats"
+    assert payload["preprocess"]["normalization"] == "reference" and payload["preprocess"]["source"] == "brats"
     summary = json.loads((run / "import.json").read_text())
     assert summary["reference_epoch"] == 4 and summary["dropped_norm_cancelled_biases"] == 1 + 2 + 2 * 9 + 2
     assert (run / "config.yaml").is_file() and (run / "preprocess.json").is_file()

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         grade: Optional[str] = typer.Option(None, "--grade", help="BraTS HGG or LGG, where the layout has them."),
         working_size: Optional[int] = typer.Option(None, "--working-size", help="Square in-plane size (multiple of 16); default keeps the original."),
         resize_mode: Optional[str] = typer.Option(None, "--resize-mode", help="resize | crop."),
-        normalization: Optional[str] = typer.Option(None, "--normalization", help="volume | zscore-slice (default: volume; zscore-slice for reference-npy)."),
+        normalization: Optional[str] = typer.Option(None, "--normalization", help="volume | zscore-slice | reference (default: volume; reference for reference-npy)."),
         test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help="Held-out fraction of cases (default 0.1)."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the train/test split (default 0)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing folder that is not a cache of ours."),
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"--source {source!r} is unknown; choose one of brats, lits, folder, reference-npy, auto.")
         settled = (read_mapping(config) if config is not None else {}).keys() | {o.split("=")[0] for o in overrides or []}
         if source == "reference-npy" and normalization is None and "normalization" not in settled:
-            normalization = "zscore-slice"  # the reference code's per-slice min-max, unless asked otherwise
+            normalization = "reference"  # exactly the slices the reference code trained on, unless asked otherwise
         cfg = resolve_preprocess_config(
             config, overrides, source=source, modality=modality, grade=grade, working_size=working_size,
             resize_mode=resize_mode, normalization=normalization, test_fraction=test_fraction, split_seed=seed,

@@ -170,12 +170,15 @@ def load_npy_case(folder: Path, cfg: PreprocessConfig) -> NpyCase:
         lesion = labels > 0
         high = float(image[region].max()) if region.any() else 1.0
         clip, mode = (0.0, high if high > 0 else 1.0), "percentile"
+        # the reference's background is the z-score's 0: the mean (only the `reference` normalisation uses it)
+        fill = float(means.mean()) if cfg.normalization == "reference" else None
     else:
         image = np.stack([s["image"] for s in slices], axis=-1)
         region = np.isin(labels, [1, 2])
         lesion = labels == 2
         clip, mode = tuple(cfg.clip_range) if cfg.clip_range is not None else DEFAULT_CT_RANGE, "range"
-    prepared = prepare_clipped_volume(image.astype(np.float32), cfg, region, clip, mode)  # type: ignore[arg-type]
+        fill = None
+    prepared = prepare_clipped_volume(image.astype(np.float32), cfg, region, clip, mode, fill)  # type: ignore[arg-type]
     return NpyCase(prepared, lesion, [z for z, _ in files])
 
 

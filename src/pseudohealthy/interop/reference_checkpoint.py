@@ -31,8 +31,8 @@ PRESET = "reference"
 
 
 def reference_preprocess(working_size: int | None = None) -> PreprocessConfig:
-    """The reference code's data path in this package's terms: BraTS T2, z-score + per-slice min-max."""
-    return PreprocessConfig(source="brats", modality="t2", normalization="zscore-slice", working_size=working_size)
+    """The reference code's data path: BraTS T2, its clip, z-score and per-slice min-max (``reference``)."""
+    return PreprocessConfig(source="brats", modality="t2", normalization="reference", working_size=working_size)
 
 
 def load_reference_payload(path: Path) -> dict[str, Any]:
