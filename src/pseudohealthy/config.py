@@ -52,6 +52,7 @@ class ModelConfig:
     seg_decoder: str = "full"  # full (decoder keeps each level's width) | halving (reference code's bilinear U-Net)
     seg_align_corners: bool = False  # bilinear upsampling grid; the reference code uses True
     seg_conv_bias: bool = False  # biases on the U-Net convs before BatchNorm (reference code: True)
+    slice_layout: str = "canonical"  # canonical (RAS rows along x) | reference (slices as the reference code read BraTS)
 
 
 @dataclass
@@ -101,10 +102,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {},
     },
     # reference: exactly the networks of the paper's reference code (GVS repository, main.py): the
-    # same ResNet generator and its bilinear U-Net (17.3M parameters); its training recipe where this
-    # package has the option (G before S, residual on normal tissue, lesion-fill term of weight 5).
+    # same ResNet generator and its bilinear U-Net (17.3M parameters), fed slices in its layout; its
+    # training recipe where this package has the option (G before S, residual on normal tissue,
+    # lesion-fill term of weight 5). `pseudohealthy import-reference` writes runs of this preset.
     "reference": {
-        "model": {"seg_decoder": "halving", "seg_align_corners": True, "seg_conv_bias": True},
+        "model": {"seg_decoder": "halving", "seg_align_corners": True, "seg_conv_bias": True, "slice_layout": "reference"},
         "train": {"step_order": "gen-first", "residual_region": "normal", "lesion_fill_weight": 5.0},
     },
     # tiny: for tests only; trains in seconds on 32x32 slices.

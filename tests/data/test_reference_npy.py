@@ -15,9 +15,28 @@ from pseudohealthy.errors import UserError
 SIDE, DEPTH = 32, 10
 
 
+def write_like_reference_code(folder: Path, stored: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """The reference code's BraTS script on a volume in its stored (LPS) voxel order: clip at the integer
+    99.5% of all voxels, z-score over voxels > 0 (0 elsewhere), one ``{z:03d}.npy`` dict per slice with
+    brain, in SimpleITK's array order (the stored slice transposed). Returns the clipped volume, kept z."""
+    values, counts = np.unique(np.trunc(stored), return_counts=True)
+    clip = values[np.argmax(np.cumsum(counts) / stored.size > 0.995)]
+    clipped = np.where(stored > clip, clip, stored).astype(np.float32)
+    mask = clipped > 0
+    mean, std = np.float32(clipped[mask].mean()), np.float32(clipped[mask].std(ddof=1))
+    zscored = (clipped - mean) / std * mask
+    folder.mkdir(parents=True)
+    kept = []
+    for n in range(stored.shape[2]):
+        if mask[:, :, n].any():
+            np.save(folder / f"{n:03d}.npy", {"brain": zscored[:, :, n].T, "seg_label": seg[:, :, n].T, "mean": mean, "std": std})
+            kept.append(n)
+    return clipped, kept
+
+
 def write_reference_brats_case(root: Path, case_id: str, seed: int) -> dict:
-    """A tiny volume written the way the reference code's BraTS script does: clip, z-score over the brain,
-    one ``{z:03d}.npy`` dict per slice with brain (the first and last slices have none and are skipped)."""
+    """A tiny volume through :func:`write_like_reference_code` (the first and last slices hold no brain);
+    the returned arrays are in canonical (RAS) order, as the cache should hold them."""
     rng = np.random.default_rng(seed)
     x, y, z = np.meshgrid(np.linspace(-1, 1, SIDE), np.linspace(-1, 1, SIDE), np.linspace(-1.3, 1.3, DEPTH), indexing="ij")
     brain = (x / 0.8) ** 2 + (y / 0.9) ** 2 + z**2 < 1
@@ -27,18 +46,8 @@ def write_reference_brats_case(root: Path, case_id: str, seed: int) -> dict:
     volume[blob] += 300
     seg[blob] = 2
     seg[blob & (np.abs(x - 0.2) < 0.1)] = 4
-    volume = np.clip(volume, 0, np.percentile(volume, 99.5))
-    mask = volume > 0
-    mean, std = np.float32(volume[mask].mean()), np.float32(volume[mask].std(ddof=1))
-    zscored = (volume - mean) / std * mask
-    folder = root / case_id
-    folder.mkdir(parents=True)
-    kept = []
-    for n in range(DEPTH):
-        if mask[:, :, n].any():
-            np.save(folder / f"{n:03d}.npy", {"brain": zscored[:, :, n], "seg_label": seg[:, :, n], "mean": mean, "std": std})
-            kept.append(n)
-    return {"volume": volume, "seg": seg, "kept": kept, "mean": float(mean), "std": float(std)}
+    clipped, kept = write_like_reference_code(root / case_id, volume, seg)
+    return {"volume": clipped[::-1, ::-1], "seg": seg[::-1, ::-1], "kept": kept}  # LPS stored -> RAS
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +95,10 @@ def test_cache_follows_the_contract(reference_folder, reference_cache):
             # slices.csv maps input units (the clipped volume) onto the cached slice, inside the brain
             predicted = r.scale * truth["volume"][:, :, r.z] + r.offset
             np.testing.assert_allclose(images[r.index][brain], predicted[brain], atol=2e-5)
-            # exactly what the reference code's data loader makes of the stored z-scores
+            # exactly what the reference code's data loader makes of the stored z-scores, in our layout
             stored = read_slice(root / case_id / f"{r.z:03d}.npy")["image"]
             expected = ((stored - stored.min()) / (stored.max() - stored.min()) - 0.5) * 2
-            np.testing.assert_allclose(images[r.index], expected, atol=1e-5)
+            np.testing.assert_allclose(images[r.index], np.flip(expected, (0, 1)).T, atol=1e-5)
 
 
 def test_rerun_is_up_to_date(reference_cache):
@@ -164,3 +173,26 @@ def test_bad_folder_is_one_sentence_from_the_cli(cli, tmp_path):
     np.save(folder / "slice.npy", {"brain": np.zeros((4, 4))})
     result = cli(["preprocess", "--source", "reference-npy", "--input", tmp_path / "npy", "--output", tmp_path / "c"])
     assert result.exit_code == 2 and "slice.npy: not a reference slice file name" in result.output
+
+
+@pytest.mark.realdata
+def test_real_case_as_reference_slices_matches_its_nifti_cache(real_brats, tmp_path):
+    """The real case written the reference code's way, then imported, equals our own `reference`
+    preprocessing of its NIfTI file: same slices, orientation, lesions and intensities."""
+    import nibabel as nib
+
+    from pseudohealthy.config import PreprocessConfig
+    from pseudohealthy.data.cache import preprocess_dataset
+
+    case = "TCGA-DU-7294"
+    stored = np.asarray(nib.load(real_brats / case / f"{case}_t2.nii.gz").dataobj, dtype=np.float32)
+    seg = np.asarray(nib.load(real_brats / case / f"{case}_seg.nii.gz").dataobj).astype(np.uint8)
+    _, kept = write_like_reference_code(tmp_path / "npy" / case, stored, seg)
+    quiet = {"progress": False, "warn": lambda message: None}
+    preprocess_dataset(tmp_path / "npy", tmp_path / "from-npy", PreprocessConfig(source="reference-npy", normalization="reference"), **quiet)
+    preprocess_dataset(real_brats, tmp_path / "from-nifti", PreprocessConfig(source="brats", normalization="reference"), **quiet)
+    rows = read_slice_table(tmp_path / "from-npy")
+    assert [r.z for r in rows] == kept and len(kept) > 100
+    for name in ("images", "lesions", "regions"):
+        ours, theirs = open_array(tmp_path / "from-npy", name), open_array(tmp_path / "from-nifti", name)[kept]
+        np.testing.assert_allclose(ours, theirs, atol=1e-5, err_msg=name)

@@ -15,7 +15,7 @@ import torch
 from pseudohealthy.config import ModelConfig, resolve_run_config
 from pseudohealthy.errors import UserError
 from pseudohealthy.interop.reference_checkpoint import import_reference_checkpoint
-from pseudohealthy.models import build_generator, build_segmentor, count_parameters
+from pseudohealthy.models import build_generator, build_segmentor, count_parameters, to_reference_layout
 from pseudohealthy.training.checkpoint import load_generator, load_segmentor, read_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -75,24 +75,28 @@ def test_existing_presets_keep_their_networks():
 def test_imported_generator_equals_the_reference(imported):
     generator, _cfg, preprocess = load_generator(imported["run"])
     assert preprocess["normalization"] == "reference"
-    x = torch.rand(3, 1, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x = torch.rand(3, 1, 48, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
-        ours, theirs = generator(x), imported["ref_g"](x)
+        ours = generator(x)
+        # the reference network sees the slice as the reference code read it (see models.SLICE_LAYOUTS)
+        theirs = to_reference_layout(imported["ref_g"](to_reference_layout(x)))
+        as_stored = imported["ref_g"](x)
     assert (ours - x).abs().max() > 0.05  # the random weights do change the image
     assert torch.allclose(ours, theirs, rtol=0, atol=1e-5)
+    assert not torch.allclose(ours, as_stored, atol=1e-2)  # the layout matters to the network
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_imported_segmentor_equals_the_reference(imported, mode):
     segmentor, cfg = load_segmentor(imported["run"])
     assert cfg.preset == "reference"
-    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    x = torch.rand(2, 1, 48, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
     reference = imported["ref_s"]
     segmentor.train(mode == "train")
     reference.train(mode == "train")
     try:
         with torch.no_grad():
-            ours, theirs = segmentor(x), reference(x)
+            ours, theirs = segmentor(x), to_reference_layout(reference(to_reference_layout(x)))
     finally:
         reference.eval()
     assert theirs.abs().max() > 0.1

@@ -12,9 +12,12 @@ arrays, dtypes and scalars (plus the plain dict and list objects pickle makes it
 is refused. That is acceptable for a user's own files (the slices they prepared with the reference
 code); files from elsewhere should still not be trusted further than that.
 
-Case volumes are stacked in slice order as ``(H, W, Z)`` with ``Z`` the number of slice files, the
-slice's rows along the first axis (the reference's array order, no transpose); ``zs`` keeps each
-file's own slice number for ``slices.csv``. Input units are restored (``brain * std + mean`` inside the
+Case volumes are stacked in slice order as ``(X, Y, Z)`` with ``Z`` the number of slice files; ``zs``
+keeps each file's own slice number for ``slices.csv``. The reference code kept SimpleITK's array order
+(rows along y of the stored volume); each slice is turned into this package's canonical layout (rows
+along x, RAS) with :func:`pseudohealthy.models.to_reference_layout` (its own inverse), which is exact
+for BraTS (every release is stored LPS). LiTS volumes are stored in varying orientations, so LiTS
+slices may come out mirrored relative to the NIfTI inputs of the same volume. Input units are restored (``brain * std + mean`` inside the
 brain, 0 outside), so a cache stores the same per-slice affine map as one built from NIfTI volumes.
 """
 from __future__ import annotations
@@ -132,13 +135,18 @@ def case_shape(folder: Path) -> tuple[int, int, int]:
     files = slice_files(folder)
     if not files:
         raise UserError(f"{folder}: case folder holds no .npy slice files.")
-    height, width = read_slice(files[0][1])["image"].shape  # type: ignore[union-attr]
-    return int(height), int(width), len(files)
+    rows, cols = read_slice(files[0][1])["image"].shape  # type: ignore[union-attr]
+    return int(cols), int(rows), len(files)  # canonical layout: the stored slice transposed
 
 
 def image_kind(folder: Path) -> str:
     """``brain`` or ``liver``: which reference data set the case's first slice comes from."""
     return str(read_slice(slice_files(folder)[0][1])["kind"])
+
+
+def _canonical(stored: np.ndarray) -> np.ndarray:
+    """A stored slice (the reference's layout) in this package's canonical layout, ``(rows, cols)`` -> ``(cols, rows)``."""
+    return np.ascontiguousarray(np.flip(stored, (0, 1)).T)
 
 
 @dataclass
@@ -160,9 +168,9 @@ def load_npy_case(folder: Path, cfg: PreprocessConfig) -> NpyCase:
     shapes = {s["image"].shape for s in slices}  # type: ignore[union-attr]
     if len(shapes) > 1:
         raise UserError(f"{folder}: slice files differ in size ({', '.join(f'{h}x{w}' for h, w in sorted(shapes))}).")
-    labels = np.stack([np.asarray(s["seg_label"]) for s in slices], axis=-1)
+    labels = np.stack([_canonical(np.asarray(s["seg_label"])) for s in slices], axis=-1)
     if kinds == {"brain"}:
-        values = np.stack([s["image"] for s in slices], axis=-1)  # z-scores, exactly 0 outside the brain
+        values = np.stack([_canonical(s["image"]) for s in slices], axis=-1)  # z-scores, exactly 0 outside the brain
         region = values != 0
         means = np.array([s["mean"] for s in slices], dtype=np.float64)
         stds = np.array([s["std"] for s in slices], dtype=np.float64)
@@ -173,7 +181,7 @@ def load_npy_case(folder: Path, cfg: PreprocessConfig) -> NpyCase:
         # the reference's background is the z-score's 0: the mean (only the `reference` normalisation uses it)
         fill = float(means.mean()) if cfg.normalization == "reference" else None
     else:
-        image = np.stack([s["image"] for s in slices], axis=-1)
+        image = np.stack([_canonical(s["image"]) for s in slices], axis=-1)
         region = np.isin(labels, [1, 2])
         lesion = labels == 2
         clip, mode = tuple(cfg.clip_range) if cfg.clip_range is not None else DEFAULT_CT_RANGE, "range"
