@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import pickle
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pseudohealthy.config import ModelConfig, resolve_run_config
+from pseudohealthy.config import resolve_run_config
 from pseudohealthy.errors import UserError
 from pseudohealthy.interop.reference_checkpoint import import_reference_checkpoint
 from pseudohealthy.models import build_generator, build_segmentor, count_parameters, to_reference_layout
@@ -160,9 +159,15 @@ def test_a_missing_key_is_named_in_the_reference_spelling(tmp_path, net, key):
 
 def test_python_objects_are_not_unpickled(tmp_path):
     path = tmp_path / "evil.pth"
-    with open(path, "wb") as handle:
-        pickle.dump({"reconstucter": {}, "segmenter": {}, "options": argparse.Namespace(lr=1e-3)}, handle)
-    with pytest.raises(UserError, match="Python objects other than tensors"):
+    torch.save({"reconstucter": {}, "segmenter": {}, "options": argparse.Namespace(lr=1e-3)}, path)
+    with pytest.raises(UserError, match=r"holds argparse\.Namespace, not only tensors"):
+        import_reference_checkpoint(path, tmp_path / "run")
+
+
+def test_a_file_that_is_no_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("not a checkpoint\n")
+    with pytest.raises(UserError, match="not a readable PyTorch checkpoint"):
         import_reference_checkpoint(path, tmp_path / "run")
 
 

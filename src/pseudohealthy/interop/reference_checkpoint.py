@@ -42,12 +42,15 @@ def load_reference_payload(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc).lower():
+        # torch wraps every unpickling failure in one message; a refused class is named in it.
+        refused = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        if refused or "Unsupported global" in str(exc):
+            what = refused.group(1) if refused else "a Python object"
             raise UserError(
-                f"{path}: holds Python objects other than tensors and plain values, so it is not loaded "
-                "(only the reference code's state-dict checkpoints are read, with weights_only=True)."
+                f"{path}: holds {what}, not only tensors and plain values, so it is not loaded "
+                "(reference checkpoints are read with torch.load(weights_only=True))."
             ) from None
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}).") from None
+        raise UserError(f"{path}: not a readable PyTorch checkpoint (not a pickle torch can read safely).") from None
     except Exception as exc:  # noqa: BLE001 - a foreign or damaged file makes the unpickler fail in many ways
         raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}).") from None
     if not isinstance(payload, dict):
