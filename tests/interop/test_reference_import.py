@@ -36,11 +36,13 @@ def _conv_bias_count(module: torch.nn.Module, before: type) -> int:
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
     """Full-size random reference networks, saved in the reference format and imported once."""
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared; these nets gain little from more at 32x48
     folder = tmp_path_factory.mktemp("reference")
     generator, segmenter = save_reference_checkpoint(folder / "ref.pth", seed=3)
     summary = import_reference_checkpoint(folder / "ref.pth", folder / "run")
-    return {"ref_g": generator, "ref_s": segmenter, "run": folder / "run", "file": folder / "ref.pth", "summary": summary}
+    yield {"ref_g": generator, "ref_s": segmenter, "run": folder / "run", "file": folder / "ref.pth", "summary": summary}
+    torch.set_num_threads(threads)
 
 
 def test_reference_preset_parameter_counts_equal_the_reference_code():

@@ -22,9 +22,6 @@ CASE = "TCGA-DU-7294"
 
 @pytest.mark.realdata
 def test_imported_reference_checkpoint_synthesises_the_real_case(real_brats, cli, tmp_path):
-    import torch
-
-    torch.set_num_threads(1)
     save_reference_checkpoint(tmp_path / "ref.pth", seed=11, with_optimisers=False)
     result = cli(["import-reference", "--checkpoint", tmp_path / "ref.pth", "--output", tmp_path / "run", "--working-size", "32"])
     assert result.exit_code == 0, result.output
