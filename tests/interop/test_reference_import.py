@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -45,6 +46,13 @@ def imported(tmp_path_factory):
     torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("override", ["model.slice_layout=sideways", "model.seg_decoder=wide"])
+def test_unknown_layout_options_are_one_sentence(override):
+    cfg = resolve_run_config(preset="reference", overrides=[override])
+    with pytest.raises(UserError, match="is unknown; choose one of"):
+        build_segmentor(cfg.model)
+
+
 def test_reference_preset_parameter_counts_equal_the_reference_code():
     cfg = resolve_run_config(preset="reference").model
     ref_g, ref_s = RefGenerator(), RefSegmenter()
@@ -85,6 +93,11 @@ def test_imported_generator_equals_the_reference(imported):
     assert (ours - x).abs().max() > 0.05  # the random weights do change the image
     assert torch.allclose(ours, theirs, rtol=0, atol=1e-5)
     assert not torch.allclose(ours, as_stored, atol=1e-2)  # the layout matters to the network
+    # the same weights without the layout hooks are the reference network itself
+    plain = build_generator(dataclasses.replace(_cfg.model, slice_layout="canonical"))
+    plain.load_state_dict(generator.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(plain.eval()(x), as_stored, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])

@@ -39,7 +39,9 @@ def _layout_out(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch
 def _with_layout(net: nn.Module, layout: str) -> nn.Module:
     """Hooks that present slices to ``net`` in ``layout`` (no parameters, state-dict keys unchanged)."""
     if layout not in SLICE_LAYOUTS:
-        raise ValueError(f"slice_layout {layout!r} is unknown; choose one of {', '.join(SLICE_LAYOUTS)}.")
+        from pseudohealthy.errors import UserError
+
+        raise UserError(f"model.slice_layout {layout!r} is unknown; choose one of {', '.join(SLICE_LAYOUTS)}.")
     if layout == "reference":
         net.register_forward_pre_hook(_layout_in)
         net.register_forward_hook(_layout_out)

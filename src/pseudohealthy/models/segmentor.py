@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pseudohealthy.errors import UserError
 from pseudohealthy.models.blocks import DoubleConv
 
 SEG_DECODERS = ("full", "halving")
@@ -25,7 +26,7 @@ def unet_widths(base: int, depth: int, max_channels: int) -> list[int]:
 def decoder_widths(widths: list[int], decoder: str) -> list[tuple[int, int, int]]:
     """``(in, mid, out)`` channels of each decoder block, bottom (level depth - 1) to top (level 0)."""
     if decoder not in SEG_DECODERS:
-        raise ValueError(f"seg_decoder {decoder!r} is unknown; choose one of {', '.join(SEG_DECODERS)}.")
+        raise UserError(f"model.seg_decoder {decoder!r} is unknown; choose one of {', '.join(SEG_DECODERS)}.")
     blocks = []
     below = widths[-1]  # channels coming up from the level below
     for level in reversed(range(len(widths) - 1)):
