@@ -119,7 +119,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "hybrid": {
         "model": dict(_HYBRID_MODEL),
         "train": {"supervised_weight": 10.0, "gate_weight": 1.0, "adversarial_weight": 1.0, "lambda_residual": 0.0,
-                  "residual_region": "normal", "crop_size": 64, "lesion_crop_probability": 0.7, "epochs": 60},
+                  "residual_region": "normal", "crop_size": 64, "lesion_crop_probability": 0.7, "epochs": 60,
+                  "augment": True, "intensity_augment": True, "lesion_only": False},
     },
     # paper: the full networks of SPEC section 2 and the paper's printed loss (eq. 4); meant for GPUs.
     "paper": {"model": {}, "train": {}},

@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
         adice_trials: int = typer.Option(3, "--adice-trials", help="A-Dice trials per method (0 skips A-Dice)."),
         healthiness: bool = typer.Option(True, "--healthiness/--no-healthiness", help="Also compute Xia et al.'s Healthiness."),
         evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="End with the evaluation report."),
+        inserted_copies: int = typer.Option(2, "--inserted-copies", help="Data without true healthy volumes: inserted-lesion copies per case."),
         seed: int = typer.Option(0, "--seed", help="Seed of the split, the training and the metrics."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ) -> None:
@@ -43,7 +44,7 @@ def register(app: typer.Typer) -> None:
         cfg = PipelineConfig(preset=preset, train_minutes=train_minutes, seed=seed, working_size=working_size,
                              test_cases=_names(test_cases), splits=str(splits) if splits else None,
                              fills=_names(fills) or [], adice_trials=adice_trials, healthiness=healthiness,
-                             evaluate=evaluate, overrides=list(overrides or []))
+                             evaluate=evaluate, overrides=list(overrides or []), inserted_copies=inserted_copies)
         result = run_pipeline(data, output, cfg, echo=typer.echo, progress=not quiet)
         typer.echo("")
         figures = result["figures"]
