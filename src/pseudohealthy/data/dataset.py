@@ -74,9 +74,10 @@ class SliceDataset(Dataset):
         self.working_size: tuple[int, int] = tuple(self.fingerprint["working_size"])  # type: ignore[assignment]
         self.has_healthy: bool = bool(self.fingerprint.get("has_healthy", False))
         if with_healthy and not self.has_healthy:
-            raise UserError(f"{self.cache_dir}: this cache holds no true healthy images, which this training needs "
-                            "(train.supervised_weight > 0); make a data set with inserted lesions "
-                            "(`pseudohealthy phantom --kind inserted --from DATA`) or set train.supervised_weight=0.")
+            raise UserError(f"{self.cache_dir}: this cache holds no true healthy images, which the recipe's supervised "
+                            "term needs (train.supervised_weight > 0); use `pseudohealthy pipeline --data DATA`, which "
+                            "inserts lesions with known truth itself, or preprocess `pseudohealthy phantom --kind inserted "
+                            "--from DATA`, or train with train.supervised_weight=0 or --preset small (the paper's loss).")
         self.with_healthy = with_healthy
         self.intensity_augment = intensity_augment
         if crop_size is not None and (crop_size < 1 or crop_size > min(self.working_size)):
