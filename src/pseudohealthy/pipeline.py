@@ -267,7 +267,7 @@ def headline_figures(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for key in HEADLINE:
             value = method.get(key) if key in ("adice", "healthiness") else method.get("summary", {}).get(key)
             if isinstance(value, dict):
-                row[key] = value.get("mean", value.get("value"))
+                row[key] = value.get("mean", value.get(key))  # summaries: {"mean", ...}; Healthiness: {"healthiness", ...}
                 if key == "adice" and "std" in value:
                     row["adice_std"] = value["std"]
             elif value is not None:
