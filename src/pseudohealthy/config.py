@@ -53,7 +53,6 @@ class ModelConfig:
     gen_norm: str = "instance"  # instance (paper) | none (crop-trained recipe: output independent of the cut)
     gen_zero_init: bool = False  # last conv starts at zero: the untrained generator is the identity
     gen_gate: bool = False  # G(x) = x + m * tanh(a) with a learned gate m (where to change); see models/generator.py
-    gen_gate_detach: bool = False  # the gate learns from the lesion masks only (no image-loss gradient)
     seg_base: int = 64  # U-Net first level width; doubles per level
     seg_depth: int = 4  # number of max-pool downsamplings
     seg_max_channels: int = 512

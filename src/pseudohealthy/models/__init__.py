@@ -53,8 +53,7 @@ def build_generator(cfg: ModelConfig) -> nn.Module:
     from pseudohealthy.models.generator import ResnetGenerator
 
     net = ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings,
-                          norm=cfg.gen_norm, zero_init=cfg.gen_zero_init, gate=cfg.gen_gate,
-                          gate_detach=cfg.gen_gate_detach)
+                          norm=cfg.gen_norm, zero_init=cfg.gen_zero_init, gate=cfg.gen_gate)
     return _with_layout(net, cfg.slice_layout)
 
 

@@ -27,9 +27,8 @@ class ResnetGenerator(nn.Module):
     """
 
     def __init__(self, channels: int = 64, blocks: int = 9, downsamplings: int = 2, in_channels: int = 1,
-                 norm: str = "instance", zero_init: bool = False, gate: bool = False, gate_detach: bool = False) -> None:
+                 norm: str = "instance", zero_init: bool = False, gate: bool = False) -> None:
         super().__init__()
-        self.gate_detach = gate_detach
         bias = conv_bias(norm)
         self.gate = gate
         self.downsamplings = downsamplings
@@ -84,10 +83,5 @@ class ResnetGenerator(nn.Module):
             out = self.net(x) + x
             return (out, None) if return_gate else out
         correction, gate_logit = self.net(x).chunk(2, dim=1)
-        gate = torch.sigmoid(gate_logit)
-        if self.gate_detach:
-            # The gate learns from the lesion masks alone (a calibrated segmentation); the image losses
-            # train only the correction, so they cannot keep the gate half open as a soft scale.
-            gate = gate.detach()
-        out = x + gate * (GATE_CORRECTION_RANGE * torch.tanh(correction))
+        out = x + torch.sigmoid(gate_logit) * (GATE_CORRECTION_RANGE * torch.tanh(correction))
         return (out, gate_logit) if return_gate else out
