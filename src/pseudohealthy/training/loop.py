@@ -136,6 +136,7 @@ class GVSTrainer:
         # Wall-clock budget (train.max_minutes): seconds trained by earlier processes of this run, and
         # the clock of this one.
         self.elapsed_before = 0.0
+        self.saved_elapsed = 0.0  # the clock stored in the newest checkpoint
         self.clock_start = time.perf_counter()
 
     # -- the loop -------------------------------------------------------------------------------
@@ -146,6 +147,7 @@ class GVSTrainer:
             self.on_train_start()
             for epoch in range(self.start_epoch + 1, self.config.train.epochs + 1):
                 if self.budget_spent():
+                    self.record_spent_budget()
                     break
                 self.on_epoch_start(epoch)
                 for batch in self.batches():
@@ -175,7 +177,7 @@ class GVSTrainer:
             set_rng_state(payload["rng"])
             self.start_epoch = self.saved_epoch = self.state_epoch = int(payload["epoch"])
             self.history = [dict(row) for row in payload.get("history", [])][: self.start_epoch]
-            self.elapsed_before = float(payload.get("elapsed_s", 0.0))
+            self.elapsed_before = self.saved_elapsed = float(payload.get("elapsed_s", 0.0))
             self._rewrite_losses_csv()
         self._log_start()
         self.clock_start = time.perf_counter()
@@ -215,6 +217,12 @@ class GVSTrainer:
     def budget_spent(self) -> bool:
         minutes = self.config.train.max_minutes
         return minutes is not None and self.elapsed() >= 60.0 * minutes
+
+    def record_spent_budget(self) -> None:
+        """The budget ran out right after a checkpoint that still had time left: save the same state
+        again with the spent clock, so that resuming the run adds nothing."""
+        if self.saved_elapsed < 60.0 * self.config.train.max_minutes and self.state_epoch == self.saved_epoch:
+            self._save_checkpoint(self.saved_epoch)
 
     def apply_budget_schedule(self) -> None:
         """Under a time budget the poly decay runs over the budget, step by step: ``lr = base *
@@ -387,6 +395,7 @@ class GVSTrainer:
                 "history": [dict(row) for row in self.history],
                 "elapsed_s": self.elapsed() if epoch > 0 else 0.0,
             }
+            self.saved_elapsed = payload["elapsed_s"]
             if epoch == 0:
                 atomic_save(payload, self.folder.last)
             else:
