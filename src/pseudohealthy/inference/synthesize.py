@@ -21,7 +21,7 @@ from pseudohealthy.data.nifti_io import Volume, is_nifti, load_nifti, save_like,
 from pseudohealthy.data.preprocessing import prepare_volume, residual_to_input_units
 from pseudohealthy.data.sources import find_cases
 from pseudohealthy.errors import UserError
-from pseudohealthy.training.device import autocast, resolve_device
+from pseudohealthy.device import autocast, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def save_preview(result: SynthesisResult, path: Path) -> Path:
 
 def open_generator(checkpoint: Path, device: str = "auto") -> tuple[torch.nn.Module, PreprocessConfig, torch.device]:
     """The trained generator on the chosen device and the preprocessing it was trained with."""
-    from pseudohealthy.training.checkpoint import load_generator
+    from pseudohealthy.checkpoints import load_generator
 
     torch_device = resolve_device(device)
     generator, _run_cfg, preprocess = load_generator(checkpoint, torch_device)
@@ -176,7 +176,7 @@ def run_synthesis(
     from tqdm.auto import tqdm
 
     from pseudohealthy.errors import refuse_existing_output
-    from pseudohealthy.training.checkpoint import read_checkpoint
+    from pseudohealthy.checkpoints import read_checkpoint
 
     generator, cfg, torch_device = open_generator(checkpoint, device)
     stats = read_checkpoint(checkpoint).get("intensity_stats")
