@@ -164,7 +164,7 @@ def open_generator(checkpoint: Path, device: str = "auto") -> tuple[torch.nn.Mod
 
 def run_synthesis(
     checkpoint: Path,
-    input_path: Path,
+    input_path: Path | list[tuple[str, Path]],
     output: Path,
     device: str = "auto",
     overwrite: bool = False,
@@ -172,7 +172,8 @@ def run_synthesis(
     batch_size: int = 16,
 ) -> list[Path]:
     """Synthesise every volume under ``input_path`` and write ``<case>.nii.gz``, ``<case>_residual.nii.gz``,
-    ``<case>.png`` into ``output``; returns the synthetic volumes' paths."""
+    ``<case>.png`` into ``output``; returns the synthetic volumes' paths. ``input_path`` may also be a
+    list of ``(case_id, image path)``."""
     from tqdm.auto import tqdm
 
     from pseudohealthy.errors import refuse_existing_output
@@ -180,7 +181,7 @@ def run_synthesis(
 
     generator, cfg, torch_device = open_generator(checkpoint, device)
     stats = read_checkpoint(checkpoint).get("intensity_stats")
-    inputs = list_inputs(Path(input_path), cfg)
+    inputs = list(input_path) if isinstance(input_path, list) else list_inputs(Path(input_path), cfg)
     refuse_existing_output(output, overwrite)
     output.mkdir(parents=True, exist_ok=True)
     written = []

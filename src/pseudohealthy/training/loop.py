@@ -145,7 +145,6 @@ class GVSTrainer:
         self._log_handler: logging.Handler | None = None
         self.healthy = None  # lesion-free slices, for methods that need them
         self.elapsed_before = {"wall": 0.0, "cpu": 0.0}  # training time of earlier processes (resume)
-        self.budget_spent = False
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> Path:
@@ -160,10 +159,9 @@ class GVSTrainer:
                 for batch in self.batches():
                     self.train_step(batch)
                 self.on_epoch_end(epoch)
-                if self.budget_spent:
-                    self.log.info("time budget of %.2f min (%s clock) spent in epoch %d; stopping", self.config.train.max_minutes,
-                                  self.config.train.budget_clock, epoch)
-                    break
+            if self.budget_left() <= 0:
+                self.log.info("time budget of %g min (%s clock) spent; stopped after epoch %d", self.config.train.max_minutes,
+                              self.config.train.budget_clock, self.saved_epoch)
             return self.on_train_end()
         except KeyboardInterrupt:
             raise self.on_interrupt() from None
@@ -225,8 +223,7 @@ class GVSTrainer:
             if i >= self.steps:
                 break
             if self.budget_left() <= 0:
-                self.budget_spent = True
-                break
+                break  # the epoch ends early and is saved like any other
             yield batch
 
     def train_step(self, batch: Any) -> dict[str, float]:
@@ -431,8 +428,8 @@ class GVSTrainer:
         t = self.config.train
         self.log.info("pseudohealthy %s, %s %s run in %s", pseudohealthy.__version__,
                       "resumed" if self.resume else "new", self.config.method, self.folder.root)
-        sizes = ", ".join(f"{name} {count_parameters(unwrap(net)):,}" for name, net in self.model.networks().items())
-        self.log.info("preset %s, parameters: %s", self.config.preset, sizes)
+        sizes = ", ".join(f"{name} {count_parameters(unwrap(net)):,} parameters" for name, net in self.model.networks().items())
+        self.log.info("preset %s: %s", self.config.preset, sizes)
         if self.healthy is not None:
             self.log.info("%d lesion-free training slices to train against", len(self.healthy))
         self.log.info("device %s%s, amp %s; %d training slices, %d steps per epoch of batch %d",
