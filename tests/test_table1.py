@@ -62,12 +62,21 @@ def test_table1_trains_every_row_and_tables_it_beside_the_paper(finished):
         sorted(f"{c}.nii.gz" for c in json.loads((out / "cache" / "splits.json").read_text())["test"])
 
 
-def test_rerun_skips_finished_stages(finished):
+def test_rerun_skips_finished_stages_and_resumes_an_unfinished_run(finished):
     data, out, result, _ = finished
     lines: list[str] = []
     run_table1(data, out, CFG, echo=lines.append, progress=False)
     assert all(f"[train {name}] done" in lines for name in ROWS)
     assert not any(line.startswith(("[synthesize", "[evaluate")) for line in lines)
+    # As if stopped while training vagan: its checkpoint is there, its stage is not marked done.
+    state = json.loads((out / "table1.json").read_text())
+    steps = next(r["steps"] for r in result["rows"] if r["method"] == "vagan")
+    del state["stages"]["train:vagan"]
+    (out / "table1.json").write_text(json.dumps(state))
+    lines.clear()
+    again = run_table1(data, out, CFG, echo=lines.append, progress=False)
+    assert any(line.startswith("[train vagan]") and line.endswith("(resuming)") for line in lines)
+    assert next(r["steps"] for r in again["rows"] if r["method"] == "vagan") == steps  # its budget was spent already
 
 
 def test_other_settings_in_the_same_folder_are_refused(finished):

@@ -72,6 +72,7 @@ class Table1Config:
     adice_trials: int = 1
     healthiness: bool = True  # also the Healthiness of Xia et al. (trains one reference segmentor)
     device: str = "cpu"
+    overrides: tuple[str, ...] = ()  # config overrides for every run, after the rows' own (e.g. phsgan.lr=1e-4)
 
 
 def fill_methods(data: Path, output: Path, test_ids: list[str], source: str, cfg: Table1Config) -> list[str]:
@@ -86,7 +87,7 @@ class _State:
 
     def __init__(self, path: Path, cfg: Table1Config, data: Path, overwrite: bool = False) -> None:
         self.path = path
-        settings = {**asdict(cfg), "data": str(data.resolve())}
+        settings = json.loads(json.dumps({**asdict(cfg), "data": str(data.resolve())}))  # tuples as lists, as saved
         saved = json.loads(path.read_text()) if path.is_file() else None
         self.stages: dict[str, Any] = {}
         if saved is not None:
@@ -152,7 +153,7 @@ def run_config_for(row: Row, cache: Path, cfg: Table1Config) -> RunConfig:
     """One row's training config: the preset, the method, a CPU-time budget and epochs enough to spend it."""
     overrides = [f"method={row.method}", f"train.seed={cfg.seed}", f"train.batch_size={cfg.batch_size}",
                  f"train.device={cfg.device}", f"train.max_minutes={cfg.minutes_per_method}", "train.budget_clock=cpu",
-                 "train.epochs=100000", "train.keep_checkpoints=1", *row.overrides]
+                 "train.epochs=100000", "train.keep_checkpoints=1", *row.overrides, *cfg.overrides]
     return resolve_run_config(preset=cfg.preset, overrides=overrides, data=str(cache.resolve()))
 
 
@@ -165,7 +166,8 @@ def run_table1(data: Path, output: Path, cfg: Table1Config, echo: Callable[[str]
     from pseudohealthy.metrics.adice import ADiceConfig
     from pseudohealthy.metrics.counterfeits import write_counterfeits
     from pseudohealthy.metrics.healthiness import HealthinessConfig
-    from pseudohealthy.training.loop import train
+    from pseudohealthy.methods import check_run_config
+    from pseudohealthy.training.loop import TrainingInterrupted, train
 
     if not data.exists():
         raise UserError(f"{data}: data not found; pass a data set folder or a slice cache.")
@@ -179,6 +181,9 @@ def run_table1(data: Path, output: Path, cfg: Table1Config, echo: Callable[[str]
     if not test_ids:
         raise UserError(f"{cache}: no test cases in splits.json; Table I is measured on held-out cases.")
 
+    configs = {row.name: run_config_for(row, cache, cfg) for row in table_rows()}
+    for run_config in configs.values():
+        check_run_config(run_config)  # every row's settings, before the first run starts
     for row in table_rows():
         stage = f"train:{row.name}"
         run = output / "runs" / row.name
@@ -188,7 +193,11 @@ def run_table1(data: Path, output: Path, cfg: Table1Config, echo: Callable[[str]
         resume = (run / "checkpoints" / "last.pt").is_file()
         echo(f"[train {row.name}] {row.method}, {cfg.minutes_per_method:g} CPU min" + (" (resuming)" if resume else ""))
         t = time.perf_counter()
-        train(run_config_for(row, cache, cfg), run, resume=resume, progress=progress)
+        try:
+            train(configs[row.name], run, resume=resume, progress=progress)
+        except TrainingInterrupted:
+            raise TrainingInterrupted(f"{output}: Table I interrupted while training {row.name}; its last epoch is saved, "
+                                      "run the same table1 command again to continue.") from None
         state.finish(stage, time.perf_counter() - t)
 
     inputs = [(c.case_id, c.image) for c in find_cases(raw, source=source, require_mask=False) if c.case_id in set(test_ids)]

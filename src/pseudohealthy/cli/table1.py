@@ -12,9 +12,10 @@ ORDER = 65
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("table1")
+    @app.command("table1", context_settings={"allow_extra_args": True})
     @friendly
     def table1_command(
+        ctx: typer.Context,
         data: Path = typer.Option(..., "--data", "-d", help="Data set folder with lesion masks (e.g. a phantom), or a slice cache made from one."),
         output: Path = typer.Option(..., "--output", "-o", help="Folder for caches, runs, syntheses, evaluation and table1.md/html; a rerun resumes there."),
         minutes_per_method: float = typer.Option(3.0, "--minutes-per-method", help="CPU minutes of training per method (process CPU time)."),
@@ -27,10 +28,15 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an output folder that holds a Table I run with other settings."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ) -> None:
-        """Train, synthesise and evaluate GVS, basic GVS, VA-GAN, PHS-GAN and ANT-GAN; write Table I."""
+        """Train, synthesise and evaluate GVS, basic GVS, VA-GAN, PHS-GAN and ANT-GAN; write Table I.
+
+        Extra arguments are config overrides for every run, after each row's own, for example
+        phsgan.lr=1e-4 (a method's section is read only by that method).
+        """
         from pseudohealthy.table1 import Table1Config, run_table1
 
         cfg = Table1Config(minutes_per_method=minutes_per_method, preset=preset, working_size=working_size,
-                           batch_size=batch_size, seed=seed, adice_trials=adice_trials, device=device)
+                           batch_size=batch_size, seed=seed, adice_trials=adice_trials, device=device,
+                           overrides=tuple(ctx.args))
         run_table1(data, output, cfg, echo=typer.echo, progress=not quiet, overwrite=overwrite)
         typer.echo((output / "table1.md").read_text())
