@@ -6,7 +6,9 @@ Resume tolerance: 1e-6 absolute on every tensor of the final checkpoint (one CPU
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -98,7 +100,7 @@ def test_baseline_synthesises_a_nifti_with_the_inputs_geometry(straight, tiny_ca
     cfg, folder, last = straight
     generator, run_cfg, _ = load_generator(folder)
     assert run_cfg.method == cfg.method and generator.output == METHODS[cfg.method].generator_output
-    raw = tiny_cache.parent.parent / sorted(p.name for p in tiny_cache.parent.parent.iterdir() if p.name.startswith("gvs-raw"))[0]
+    raw = Path(json.loads((tiny_cache / "fingerprint.json").read_text())["input"])  # the cache's raw data set
     source = raw / "Case001" / "Case001_t2.nii.gz"
     result = cli(["synthesize", "--checkpoint", folder, "--input", source, "--output", tmp_path / "out", "--device", "cpu"])
     assert result.exit_code == 0, result.output
