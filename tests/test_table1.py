@@ -26,7 +26,7 @@ def _data(root):
 
 
 CFG = Table1Config(minutes_per_method=0.005, preset="tiny", working_size=32, test_fraction=0.34, batch_size=4,
-                   adice_trials=0, healthiness=False)
+                   adice_trials=0, healthiness=False, fills=("mean",))
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def finished(tmp_path_factory):
 def test_table1_trains_every_row_and_tables_it_beside_the_paper(finished):
     data, out, result, lines = finished
     names = [r["method"] for r in result["rows"]]
-    assert names[:len(ROWS)] == ROWS and {"counterfeit-mean", "counterfeit-noise", "original"} <= set(names)
+    assert names[:len(ROWS)] == ROWS and {"counterfeit-mean", "counterfeit-noise", "original", "fill-mean"} <= set(names)
     assert "truth" not in names  # these cases carry no true healthy volume (the phantom's do)
     for row in result["rows"][:len(ROWS)]:
         assert row["steps"] >= 1 and row["psnr"] is not None and 0 < row["ssim"] <= 1

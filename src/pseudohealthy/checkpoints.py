@@ -4,7 +4,7 @@ A checkpoint is a dict of tensors and plain Python values only:
 `format`, `format_version`, `version` (package), `method` (registry name), `epoch` (completed epochs),
 the method object's state (for GVS `generator`, `segmentor`, `opt_g`, `opt_s`, `sched_g`, `sched_s`;
 every method has `generator`, its synthesis network), `state_keys` (the names of that state, so that
-resuming knows what must be there), `elapsed` (training time spent, for time budgets), `rng`
+resuming knows what must be there), `elapsed_s` (training time spent on the budget's clock), `rng`
 (python, numpy, torch, cuda), `config`
 (the full resolved RunConfig as a dict), `preprocess` (the slice cache's PreprocessConfig as a dict,
 so that inference reproduces the training preprocessing), `intensity_stats` (mean and std of the

@@ -19,6 +19,10 @@ import yaml
 from pseudohealthy.errors import UserError
 
 
+# The recipe `train` and `pipeline` use when none is named; docs/quality.md has the measurements.
+DEFAULT_PRESET = "hybrid"
+
+
 @dataclass
 class PreprocessConfig:
     """How raw volumes become the slice cache (SPEC section 4). Stored in the fingerprint."""
@@ -46,6 +50,9 @@ class ModelConfig:
     gen_channels: int = 64  # first generator conv width; doubles at each downsampling
     gen_blocks: int = 9  # residual blocks at the bottleneck
     gen_downsamplings: int = 2
+    gen_norm: str = "instance"  # instance (paper) | none (crop-trained recipe: output independent of the cut)
+    gen_zero_init: bool = False  # last conv starts at zero: the untrained generator is the identity
+    gen_gate: bool = False  # G(x) = x + m * tanh(a) with a learned gate m (where to change); see models/generator.py
     seg_base: int = 64  # U-Net first level width; doubles per level
     seg_depth: int = 4  # number of max-pool downsamplings
     seg_max_channels: int = 512
@@ -67,6 +74,12 @@ class TrainConfig:
     residual_region: str = "image"  # image (paper) | normal (normal tissue only)
     segmentor_eval_in_g_step: bool = False  # Step B sees S in eval mode (BatchNorm running stats), not batch stats
     lesion_fill_weight: float = 0.0  # reference code's third G term (weight 5 there): lesion -> mean normal tissue
+    adversarial_weight: float = 1.0  # weight of CE(S(G(x_p)), 0) in G's loss; 0 trains no segmentor at all
+    supervised_weight: float = 0.0  # L1 to the true healthy image where known (inserted lesions, phantom)
+    gate_weight: float = 0.0  # BCE of a gated generator's gate against the lesion mask (model.gen_gate)
+    crop_size: int | None = None  # train on seeded random crops of this size (native resolution); None: whole slices
+    lesion_crop_probability: float = 0.7  # a crop is centred near a lesion pixel with this probability
+    max_minutes: float | None = None  # time budget (budget_clock): stop with a checkpoint when spent; lr decays over it
     train_fraction: float = 1.0  # GVS(0.3) trains on 30% of the training cases
     lesion_only: bool = True  # train on lesion-containing slices only (paper)
     augment: bool = False  # seeded flips and small rotations
@@ -77,8 +90,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None  # cap for quick runs and tests
     preview_slices: int = 4
     keep_checkpoints: int = 0  # newest epoch-XXX.pt files kept (last.pt always); 0 keeps every epoch's
-    max_minutes: float | None = None  # time budget: end the epoch, save and stop once this is spent; None: none
-    budget_clock: str = "wall"  # wall (elapsed time) | cpu (this process's CPU time: fair on a shared machine)
+    budget_clock: str = "wall"  # clock of max_minutes: wall (elapsed) | cpu (this process's CPU time: fair on a shared machine)
 
 
 @dataclass
@@ -123,7 +135,7 @@ class RunConfig:
     """Everything a training run needs; saved as ``config.yaml`` in the run folder and in checkpoints."""
 
     data: str = ""  # slice cache folder written by `pseudohealthy preprocess`
-    preset: str = "paper"
+    preset: str = DEFAULT_PRESET
     method: str = "gvs"  # gvs | vagan | phsgan | antgan (pseudohealthy.methods); synthesis reads it back
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -132,8 +144,21 @@ class RunConfig:
     antgan: ANTGANConfig = field(default_factory=ANTGANConfig)
 
 
+_HYBRID_MODEL = {"gen_channels": 32, "gen_blocks": 6, "seg_base": 32, "seg_max_channels": 256,
+                 "gen_norm": "none", "gen_zero_init": True, "gen_gate": True}
+
 PRESETS: dict[str, dict[str, Any]] = {
-    # paper: the full networks of SPEC section 2; meant for GPUs.
+    # hybrid (default): GVS's game plus what the data set knows. A gated generator (where to change,
+    # what to put there) learns the gate from every lesion mask, the fill from the true healthy
+    # image where one is known (inserted lesions, phantom), and keeps fighting the segmentor on every
+    # lesion, real ones included; trained on native-resolution crops, so that its residual needs no
+    # resampling. CPU-sized networks; see README "Recipes" and docs/quality.md.
+    "hybrid": {
+        "model": dict(_HYBRID_MODEL),
+        "train": {"supervised_weight": 10.0, "gate_weight": 1.0, "adversarial_weight": 1.0, "lambda_residual": 0.0,
+                  "residual_region": "normal", "crop_size": 64, "lesion_crop_probability": 0.7, "epochs": 60},
+    },
+    # paper: the full networks of SPEC section 2 and the paper's printed loss (eq. 4); meant for GPUs.
     "paper": {"model": {}, "train": {}},
     # small: CPU-sized networks (about 5 s per batch-8 step at 128x128 on 2 cores).
     "small": {
@@ -146,6 +171,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"epochs": 2, "batch_size": 4},
     },
 }
+
+
+# In-plane working size each preset is meant for (None: the data's native size, the crop recipe).
+PRESET_WORKING_SIZE: dict[str, int | None] = {"hybrid": None, "paper": 128, "small": 64, "tiny": 32}
 
 
 def to_dict(obj: Any) -> Any:
@@ -185,9 +214,15 @@ def from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
 def _parse_value(text: str) -> Any:
     """Parse an override's value as YAML (numbers, booleans, null, lists), else keep the string."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads "2e-3" (no dot) as a string; a user means the number
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -249,7 +284,7 @@ def resolve_run_config(
     values: dict[str, Any] = {}
     if config_file is not None:
         values = read_mapping(config_file)
-    chosen = preset or values.get("preset") or "paper"
+    chosen = preset or values.get("preset") or DEFAULT_PRESET
     if chosen not in PRESETS:
         raise UserError(f"preset {chosen!r} is unknown; choose one of {', '.join(PRESETS)}.")
     merged = deep_update(json.loads(json.dumps(PRESETS[chosen])), values)

@@ -172,3 +172,28 @@ def test_nnunet_folder_cache(tiny_folder, build_cache):
     with open(out / "slices.csv", newline="") as handle:
         header = next(csv.reader(handle))
     assert header == ["index", "case_id", "z", "has_lesion", "scale", "offset"]
+
+
+@pytest.mark.parametrize("size", [None, 16])
+def test_nan_in_a_healthy_volume_stays_nan_on_its_own_slices_only(tmp_path, healthy_brats_writer, build_cache, size):
+    """NaN = truth unknown (an inserted-lesion data set's own lesions): cached as NaN, never spread to other slices."""
+    import nibabel as nib
+
+    folder = healthy_brats_writer(tmp_path / "p", "P0", seed=0)
+    healthy_path = folder / "P0_t2_healthy.nii.gz"
+    seg = np.asanyarray(nib.load(str(folder / "P0_seg.nii.gz")).dataobj)
+    original = nib.load(str(healthy_path))
+    truth = np.asanyarray(original.dataobj).astype(np.float32)
+    unknown = seg == 1  # the lesion core: truth unknown there
+    truth[unknown] = np.nan
+    nib.save(nib.Nifti1Image(truth, original.affine), str(healthy_path))
+    out, _ = build_cache(tmp_path / "p", working_size=size)
+    images, healthy, lesions = open_array(out, "images"), open_array(out, "healthy"), open_array(out, "lesions")
+    assert np.isfinite(images).all()
+    nan_rows = np.isnan(healthy).any(axis=(1, 2))
+    # The canonical z of the cache rows is the on-disk z here (affine diag(-1, -1, 1)).
+    np.testing.assert_array_equal(nan_rows, unknown.any(axis=(0, 1)))
+    assert np.isnan(healthy).sum() >= (unknown.sum() if size is None else 1)
+    assert np.isnan(healthy[~lesions.astype(bool)]).mean() < 0.05  # NaN stays (nearly) inside the lesion
+    finite_rows = ~nan_rows & lesions.any(axis=(1, 2))
+    assert np.isfinite(healthy[finite_rows]).all()

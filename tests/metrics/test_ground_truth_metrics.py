@@ -72,3 +72,22 @@ def test_cumulative_ground_truth_metric():
     summary = metric.aggregate()
     assert summary["error_reduction"]["mean"] == pytest.approx(0.4, abs=1e-9)
     assert summary["error_reduction"]["std"] == pytest.approx(0.2, abs=1e-9)
+
+
+def test_nan_truth_voxels_are_left_out_of_every_lesion_metric():
+    """NaN in the truth = unknown there: those lesion voxels are not scored, whatever the output holds."""
+    x_p, x_h, lesion = _case(2)
+    unknown = np.zeros_like(lesion)
+    unknown[10:14, 12:22, 1:3] = True  # a part of the lesion with unknown truth
+    truth = np.where(unknown, np.nan, x_h)
+    x_s = x_p + 0.5 * (x_h - x_p)
+    got = lesion_metrics(x_p, x_s, truth, lesion)
+    assert all(np.isfinite(v) for v in got.values())
+    assert got["error_reduction"] == pytest.approx(error_reduction(x_p, x_s, x_h, lesion & ~unknown), abs=1e-12)
+    wild = np.where(unknown, 1e6, x_s)  # anything at the unknown voxels changes no error-based metric
+    other = lesion_metrics(x_p, wild, truth, lesion)
+    for name in ("gt_mse", "gt_mae", "gt_psnr", "error_reduction"):
+        assert other[name] == pytest.approx(got[name], rel=1e-12)
+    assert lesion_metrics(x_p, x_s, x_h, lesion)["gt_mae"] != pytest.approx(got["gt_mae"], rel=1e-6)  # the known part alone differs
+    all_unknown = lesion_metrics(x_p, x_s, np.where(lesion, np.nan, x_h), lesion)
+    assert all(np.isnan(v) for v in all_unknown.values())

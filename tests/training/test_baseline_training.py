@@ -117,13 +117,13 @@ def test_time_budget_stops_cleanly_with_a_checkpoint_and_stays_stopped(tiny_run_
     last = train(cfg, out, progress=False)
     payload = torch.load(last, weights_only=True)
     assert payload["epoch"] == 0  # spent before the first step: the initial state is what is saved
-    assert payload["elapsed"]["cpu"] > 0 and "time budget of 1e-06 min (cpu clock) spent; stopped after epoch 0" in (out / "train.log").read_text()
+    assert "time budget of 1e-06 min (cpu clock) spent; stopped after epoch 0" in (out / "train.log").read_text()
     # A bigger budget continues the run; resuming with the same one trains nothing more.
     more = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_minutes=0.02))
     last = train(more, out, resume=True, progress=False)
     after = torch.load(last, weights_only=True)
     assert 1 <= after["epoch"] < 50 and f"spent; stopped after epoch {after['epoch']}" in (out / "train.log").read_text()
-    assert 0.02 * 60 <= after["elapsed"]["cpu"] < 0.02 * 60 + 5.0  # stops within a step or an epoch's save of the budget
+    assert 0.02 * 60 <= after["elapsed_s"] < 0.02 * 60 + 5.0  # CPU seconds: stops within a step and a save of the budget
     again = torch.load(train(more, out, resume=True, progress=False), weights_only=True)
     assert again["epoch"] == after["epoch"]
 

@@ -69,7 +69,7 @@ def test_each_step_updates_only_its_own_network(order: str, share: bool) -> None
     else:
         assert all(gr is None for gr in s_grads)
     assert all(p.requires_grad for p in m.segmentor.parameters())  # unfrozen again afterwards
-    assert set(losses) == {"loss_s", "loss_g", "loss_adv", "loss_res"}
+    assert set(losses) == {"loss_s", "loss_g", "loss_adv", "loss_res", "loss_sup"}
     assert losses["loss_g"] == pytest.approx(losses["loss_adv"] + 10.0 * losses["loss_res"], rel=1e-5)
 
 

@@ -15,10 +15,11 @@ def register(app: typer.Typer) -> None:
     @friendly
     def evaluate_command(
         data: Path = typer.Option(..., "--data", "-d", help="Data set folder of the pathological inputs with lesion masks (the phantom carries true healthy volumes)."),
-        method: list[str] = typer.Option(..., "--method", "-m", help="NAME=DIR (outputs <case_id>.nii.gz), NAME=@original (the inputs) or NAME=@healthy (true healthy volumes); repeat."),
+        method: list[str] = typer.Option([], "--method", "-m", help="NAME=DIR (outputs <case_id>.nii.gz), NAME=@original (the inputs) or NAME=@healthy (true healthy volumes); repeat (optional with --fills)."),
         output: Path = typer.Option(..., "--output", "-o", help="Folder for metrics.json, metrics.csv, config.yaml and report.html."),
         cases: str = typer.Option(None, "--cases", help="Evaluated cases: comma-separated ids, or a splits.json (its test cases); default all."),
         healthy: Path = typer.Option(None, "--healthy", help="Folder of true healthy volumes <case_id>.nii.gz, for data that does not carry them."),
+        fills: str = typer.Option(None, "--fills", help="Also evaluate classical lesion fills, comma-separated (mean, median, biharmonic, telea, ns), as methods fill-<kind>; written to OUTPUT/fills/<kind>."),
         segmentor: list[str] = typer.Option([], "--segmentor", help="NAME=CHECKPOINT: Dice of a GVS checkpoint's segmentor on the pathological slices (Fig. 8a); repeat."),
         adice_trials: int = typer.Option(3, "--adice-trials", help="A-Dice trials per method (0 skips A-Dice)."),
         adice_epochs: int = typer.Option(20, "--adice-epochs", help="A-Dice epochs E (eq. 8)."),
@@ -57,6 +58,7 @@ def register(app: typer.Typer) -> None:
             healthiness=replace(HealthinessConfig(), seed=seed, device=dev) if healthiness else None,
             healthiness_cache=str(healthiness_cache) if healthiness_cache is not None else None,
             identity_slices=identity_slices, figure_slices=figure_slices, source=source, modality=modality, device=dev,
+            fills=[k.strip() for k in (fills or "").split(",") if k.strip()],
         )
         results = evaluate(data, list(method), output, settings, cases=parse_cases(cases), healthy_dir=healthy,
                            segmentors=checkpoints, overwrite=overwrite)

@@ -2,7 +2,11 @@
 
 Items are ``(image, lesion, region, case_id, slice_index)``: ``image`` float32 ``(1, H, W)`` in
 [-1, 1], ``lesion`` and ``region`` float32 ``(1, H, W)`` in {0, 1}, ``case_id`` str, ``slice_index``
-the canonical z of the slice. Arrays are memory-mapped and opened lazily in each process, so a data
+the canonical z of the slice. ``with_healthy=True`` appends the true healthy slice ``(1, H, W)``
+(NaN where the truth is unknown, such as inside a real scan's own lesion). ``crop_size`` cuts a
+seeded random square out of every slice (centred near a lesion pixel with ``lesion_crop_probability``,
+else anywhere in the region), so that networks train at the data's native resolution at the cost of
+a small patch. Arrays are memory-mapped and opened lazily in each process, so a data
 loader's workers share the page cache instead of copying the arrays.
 """
 from __future__ import annotations
@@ -41,6 +45,9 @@ class SliceDataset(Dataset):
         fraction: float = 1.0,
         seed: int = 0,
         augment: bool = False,
+        crop_size: int | None = None,
+        lesion_crop_probability: float = 0.7,
+        with_healthy: bool = False,
         lesion_free: bool = False,
     ) -> None:
         if split not in SPLITS:
@@ -69,6 +76,15 @@ class SliceDataset(Dataset):
         self._indices = np.array([r.index for r in self.rows], dtype=np.int64)
         self.working_size: tuple[int, int] = tuple(self.fingerprint["working_size"])  # type: ignore[assignment]
         self.has_healthy: bool = bool(self.fingerprint.get("has_healthy", False))
+        if with_healthy and not self.has_healthy:
+            raise UserError(f"{self.cache_dir}: this cache holds no true healthy images, which this training needs "
+                            "(train.supervised_weight > 0); make a data set with inserted lesions "
+                            "(`pseudohealthy phantom --kind inserted --from DATA`) or set train.supervised_weight=0.")
+        self.with_healthy = with_healthy
+        if crop_size is not None and (crop_size < 1 or crop_size > min(self.working_size)):
+            raise UserError(f"{self.cache_dir}: crop size {crop_size} must be between 1 and the slice size {min(self.working_size)}.")
+        self.crop_size = crop_size
+        self.lesion_crop_probability = float(lesion_crop_probability)
         self._arrays: dict[str, np.ndarray] = {}
         self._pid = -1
 
@@ -106,21 +122,47 @@ class SliceDataset(Dataset):
             if healthy is not None:
                 image, healthy = apply_augmentation(params, image)[0], apply_augmentation(params, healthy)[0]
             image, lesion, region = apply_augmentation(params, image, lesion, region)
+        if self.crop_size is not None:
+            top, left = self._crop_corner(row, lesion, region)
+            cut = (slice(top, top + self.crop_size), slice(left, left + self.crop_size))
+            image, lesion, region = image[cut], lesion[cut], region[cut]
+            healthy = healthy[cut] if healthy is not None else None
         return image, lesion, region, healthy
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str, int]:
+    def _crop_corner(self, row: int, lesion: np.ndarray, region: np.ndarray) -> tuple[int, int]:
+        """Top-left corner of this item's crop, seeded by (seed, epoch, row) like the augmentation."""
+        rng = np.random.default_rng([self.seed, self.epoch, row, 7])
+        size = self.crop_size
+        height, width = lesion.shape
+        pick_lesion = lesion.any() and rng.random() < self.lesion_crop_probability
+        where = np.flatnonzero(lesion if pick_lesion else region)
+        if where.size:
+            cy, cx = np.unravel_index(int(where[rng.integers(where.size)]), lesion.shape)
+            # Jitter, so that a lesion is not always in the crop's centre.
+            cy += int(rng.integers(-size // 4, size // 4 + 1))
+            cx += int(rng.integers(-size // 4, size // 4 + 1))
+        else:
+            cy, cx = height // 2, width // 2
+        top = int(np.clip(cy - size // 2, 0, height - size))
+        left = int(np.clip(cx - size // 2, 0, width - size))
+        return top, left
+
+    def __getitem__(self, i: int) -> tuple:
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} slices")
         i = i % len(self)
-        image, lesion, region, _ = self._arrays_at(i)
+        image, lesion, region, healthy = self._arrays_at(i)
         row = self.rows[i]
-        return (
-            torch.from_numpy(image)[None],
+        item = (
+            torch.from_numpy(np.ascontiguousarray(image))[None],
             torch.from_numpy(lesion.astype(np.float32))[None],
             torch.from_numpy(region.astype(np.float32))[None],
             row.case_id,
             row.z,
         )
+        if self.with_healthy:
+            return (*item, torch.from_numpy(np.ascontiguousarray(healthy))[None])
+        return item
 
     def healthy(self, i: int) -> torch.Tensor:
         """The true healthy slice ``(1, H, W)`` float32 of item ``i`` (phantom data only), with the

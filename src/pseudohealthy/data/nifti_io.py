@@ -49,10 +49,12 @@ def _to_canonical_ornt(affine: np.ndarray) -> np.ndarray:
     return ornt_transform(io_orientation(affine), axcodes2ornt(("R", "A", "S")))
 
 
-def load_nifti(path: str | Path, what: str = "image", dtype: type = np.float32) -> Volume:
+def load_nifti(path: str | Path, what: str = "image", dtype: type = np.float32, allow_nan: bool = False) -> Volume:
     """Read a 3D NIfTI file into canonical orientation, refusing corrupt, non-3D or non-finite data.
 
     A trailing singleton 4th dimension is squeezed. ``what`` names the file's role in messages.
+    ``allow_nan`` lets NaN through (a true healthy volume marks "truth unknown there" with NaN);
+    infinite values are refused either way.
     """
     path = Path(path)
     if not path.is_file():
@@ -69,8 +71,12 @@ def load_nifti(path: str | Path, what: str = "image", dtype: type = np.float32) 
         raise UserError(f"{path}: expected a 3D {what} volume, got {raw.ndim}D data of shape {tuple(raw.shape)}.")
     data = np.asarray(raw, dtype=dtype)
     if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
-        bad = int((~np.isfinite(data)).sum())
-        raise UserError(f"{path}: the {what} holds {bad} NaN or infinite voxel(s).")
+        bad = int(np.isinf(data).sum()) if allow_nan else int((~np.isfinite(data)).sum())
+    else:
+        bad = 0
+    if bad:
+        kind = "infinite" if allow_nan else "NaN or infinite"
+        raise UserError(f"{path}: the {what} holds {bad} {kind} voxel(s).")
     data = apply_orientation(data, _to_canonical_ornt(img.affine))
     return Volume(data=np.ascontiguousarray(data), affine=np.asarray(img.affine, dtype=np.float64), header=img.header.copy(), path=path)
 

@@ -281,13 +281,22 @@ def normalise_like(image: np.ndarray, prepared: PreparedVolume, cfg: PreprocessC
     """A partner volume ``(X, Y, Z)`` (the true healthy image) with ``prepared``'s own clip and maps.
 
     The result ``(Z, H, W)`` is directly comparable with ``prepared.slices``; values are clipped to [-1, 1].
+    NaN voxels (a true healthy volume's "truth unknown") stay NaN: every working pixel that any of them
+    touches is NaN, and they never leak into other slices.
     """
     image = np.asarray(image)
     if image.shape != prepared.original_shape:
         raise UserError(f"volume shape {image.shape} differs from the prepared volume's {prepared.original_shape}.")
+    unknown = np.isnan(image)
+    if unknown.any():  # resize a finite stand-in, then put NaN back wherever an unknown voxel reached
+        image = np.where(unknown, np.float32(prepared.clip[0]), image)
     region = prepared.region_full if prepared.region_full is not None else image > prepared.clip[0]
     normalised = _normalise(image, prepared, region, cfg.normalization)
-    return np.clip(to_working_size(normalised, prepared.geometry, background=-1.0), -1.0, 1.0)
+    out = np.clip(to_working_size(normalised, prepared.geometry, background=-1.0), -1.0, 1.0)
+    if unknown.any():
+        reached = to_working_size(np.moveaxis(unknown, 2, 0).astype(np.float32), prepared.geometry, background=0.0)
+        out[reached > 1e-6] = np.nan
+    return out
 
 
 def prepare_mask(mask: np.ndarray, prepared: PreparedVolume, keep_every_slice: bool = True) -> np.ndarray:

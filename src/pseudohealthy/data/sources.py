@@ -51,7 +51,7 @@ class Case:
     image: Volume
     lesion: np.ndarray | None  # bool, None where the case has no mask (synthesis input)
     region: np.ndarray | None  # bool organ/brain mask from labels (LiTS, folder), else None
-    healthy: Volume | None = None
+    healthy: Volume | None = None  # NaN where the truth is unknown (inside an inserted data set's own lesions)
 
 
 def _first_existing(folder: Path, stems: list[str]) -> Path | None:
@@ -201,7 +201,7 @@ def load_case(
 ) -> Case:
     """Read a case and check it: same geometry for image, mask and healthy volume; known labels only."""
     image = load_nifti(files.image, "image")
-    healthy = load_nifti(files.healthy, "healthy image") if files.healthy is not None else None
+    healthy = load_nifti(files.healthy, "healthy image", allow_nan=True) if files.healthy is not None else None
     if healthy is not None and not same_geometry(image, healthy):
         raise UserError(f"{files.healthy}: healthy volume does not match the image {files.image.name} in shape or affine.")
     if files.mask is None:

@@ -166,7 +166,9 @@ def method_volume(spec: MethodSpec, case: Case) -> np.ndarray:
     if spec.special == HEALTHY:
         if case.healthy is None:
             raise UserError(f"{case.image.path}: case {case.case_id} has no true healthy volume for method {spec.name}.")
-        return case.healthy.data.astype(np.float32, copy=False)
+        # Where the truth is unknown (NaN), the "true healthy" method shows the input itself.
+        truth = case.healthy.data.astype(np.float32, copy=False)
+        return truth if np.isfinite(truth).all() else np.where(np.isfinite(truth), truth, case.image.data).astype(np.float32)
     assert spec.path is not None
     path = output_file(spec.path, case.case_id)
     if path is None:

@@ -21,6 +21,7 @@ from pseudohealthy.evaluation.inputs import (
     preprocess_config, resolve_cases,
 )
 from pseudohealthy.evaluation.outputs import json_safe
+from pseudohealthy.inference.fills import check_kind
 from pseudohealthy.metrics.adice import ADiceConfig, ADiceMetric, check_config
 from pseudohealthy.metrics.ground_truth import GroundTruthMetric
 from pseudohealthy.metrics.healthiness import HealthinessConfig
@@ -43,6 +44,7 @@ class EvaluationSettings:
     source: str = "auto"
     modality: str = "t2"
     device: str = "cpu"
+    fills: list[str] = field(default_factory=list)  # classical fills added as methods fill-<kind> (inference.fills)
 
 
 @dataclass
@@ -73,6 +75,8 @@ def check_settings(settings: EvaluationSettings) -> None:
     from pseudohealthy.data.preprocessing import validate_config
 
     validate_config(PreprocessConfig(working_size=settings.working_size))
+    for kind in settings.fills:
+        check_kind(kind)
     if settings.identity_slices not in IDENTITY_SLICES:
         raise UserError(f"identity slices {settings.identity_slices!r} is unknown; choose one of {', '.join(IDENTITY_SLICES)}.")
     if settings.adice is not None:
@@ -233,10 +237,13 @@ def evaluate(data: str | Path, methods: list[str] | list[MethodSpec], output: st
     specs = [m if isinstance(m, MethodSpec) else None for m in methods]
     if any(s is None for s in specs):
         specs = parse_methods([str(m) for m in methods])
+    if not specs and not settings.fills:
+        raise UserError("no method to evaluate; pass at least one --method NAME=DIR or --fills KIND.")
     healthy_dir = Path(healthy_dir) if healthy_dir is not None else None
     if healthy_dir is not None and not healthy_dir.is_dir():
         raise UserError(f"{healthy_dir}: folder of true healthy volumes not found.")
     source, evaluated, others = resolve_cases(data, cases, settings.source, settings.modality)
+    specs = specs + _fill_methods(data, specs, evaluated, output, source, settings, progress)
     attach_cases(specs, evaluated, healthy_dir)
     for name, path in (segmentors or {}).items():
         if not Path(path).exists():
@@ -293,6 +300,25 @@ def evaluate(data: str | Path, methods: list[str] | list[MethodSpec], output: st
     write_config(results["settings"], output / "config.yaml")
     write_report(results, figures, output / "report.html")
     return results
+
+
+def _fill_methods(data, specs: list[MethodSpec], evaluated, output: Path, source: str, settings: EvaluationSettings,
+                  progress: bool) -> list[MethodSpec]:
+    """Write (or reuse) the classical fills of ``settings.fills`` for the evaluated cases under
+    ``<output>/fills/<kind>/`` and return them as methods named ``fill-<kind>``."""
+    from pseudohealthy.inference.fills import write_fills
+
+    kinds = list(dict.fromkeys(settings.fills))
+    names = {s.name for s in specs}
+    clash = [f"fill-{k}" for k in kinds if f"fill-{k}" in names]
+    if clash:
+        raise UserError(f"method name(s) {', '.join(clash)} are taken by --fills; rename that --method.")
+    if not kinds:
+        return []
+    # the evaluation's own output folder was already checked (empty, or --overwrite), so its fills may be replaced
+    folders = write_fills(data, kinds, output / "fills", cases=[f.case_id for f in evaluated], source=source,
+                          modality=settings.modality, seed=settings.seed, overwrite=True, reuse=True, progress=progress)
+    return [MethodSpec(f"fill-{kind}", folder) for kind, folder in folders.items()]
 
 
 def _run_healthiness(results, specs, runs, others, evaluated, source, settings, healthy_dir, progress) -> None:

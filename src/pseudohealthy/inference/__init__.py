@@ -1,1 +1,1 @@
-"""Volume in, volume out: synthesis with a trained generator, and lesion contrast enhancement."""
+"""Volume in, volume out: synthesis with a trained generator, lesion contrast enhancement, classical lesion fills."""

@@ -49,14 +49,26 @@ def region_for_inference(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray
 
 
 @torch.no_grad()
-def generate_slices(generator: torch.nn.Module, slices: np.ndarray, device: torch.device, batch_size: int = 16) -> np.ndarray:
-    """Run the generator over ``(Z, H, W)`` float32 slices in [-1, 1]; returns ``(Z, H, W)`` float32."""
-    out = np.empty_like(slices, dtype=np.float32)
-    for start in range(0, len(slices), batch_size):
-        batch = torch.from_numpy(np.array(slices[start : start + batch_size], dtype=np.float32))[:, None].to(device)
+def generate_slices(generator: torch.nn.Module, slices: np.ndarray, device: torch.device, batch_size: int = 16,
+                    active: np.ndarray | None = None) -> np.ndarray:
+    """Run the generator over ``(Z, H, W)`` float32 slices in [-1, 1]; returns ``(Z, H, W)`` float32.
+
+    ``active`` (bool ``(Z,)``): only these slices go through the generator, the others come back as
+    they are (slices without any tissue: at native resolution most of a volume's cost otherwise).
+    Slices whose size the generator cannot halve often enough are padded with background and cut back.
+    """
+    out = np.array(slices, dtype=np.float32, copy=True)
+    todo = np.flatnonzero(active) if active is not None else np.arange(len(slices))
+    multiple = 2 ** int(getattr(generator, "downsamplings", 0))
+    height, width = slices.shape[1:]
+    pad = ((0, 0), (0, (-height) % multiple), (0, (-width) % multiple))
+    for start in range(0, len(todo), batch_size):
+        picks = todo[start : start + batch_size]
+        batch = np.pad(np.asarray(slices[picks], dtype=np.float32), pad, constant_values=-1.0)
+        tensor = torch.from_numpy(batch)[:, None].to(device)
         with autocast(device):
-            result = generator(batch)
-        out[start : start + batch_size] = result.float()[:, 0].cpu().numpy()
+            result = generator(tensor)
+        out[picks] = result.float()[:, 0, :height, :width].cpu().numpy()
     return out
 
 
@@ -71,7 +83,8 @@ def synthesize_volume(
     """Synthesise the pseudo-healthy version of one 3D volume (any orientation, input units)."""
     region = region_for_inference(image.data, cfg)
     prepared = prepare_volume(image.data, cfg, region=region)
-    output = generate_slices(generator, prepared.slices, device, batch_size)
+    active = prepared.region.any(axis=(1, 2)) if prepared.region is not None else None
+    output = generate_slices(generator, prepared.slices, device, batch_size, active)
     residual_norm = prepared.slices - output
     # Background stays background: no change outside the region, at working size...
     residual_norm = np.where(prepared.region, residual_norm, 0.0).astype(np.float32)

@@ -35,3 +35,20 @@ def lesion_fill_mse(x_p: torch.Tensor, x_s: torch.Tensor, lesion: torch.Tensor, 
     target = (x_p.float() * normal).sum(dim=(1, 2, 3), keepdim=True) / normal.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1.0)
     sq = (x_s.float() - target.detach()) ** 2 * is_lesion
     return sq.sum() / is_lesion.sum().clamp_min(1.0)
+
+
+def supervised_l1(x_s: torch.Tensor, x_h: torch.Tensor, lesion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """L1 between ``x_s`` and the true healthy image ``x_h`` where the truth is known (finite).
+
+    All `(B, 1, H, W)`; ``x_h`` holds NaN where no truth exists (a real lesion of the scan). Returns
+    ``(normal, lesion)``: the mean over known non-lesion pixels and the mean over known lesion pixels
+    (zero when there is none). Kept apart because lesion pixels are a few percent of a slice: a plain
+    mean would let the identity on normal tissue drown the lesion's correction.
+    """
+    known = torch.isfinite(x_h)
+    diff = (x_s.float() - torch.where(known, x_h, x_s.detach()).float()).abs()
+    is_lesion = (lesion > 0.5) & known
+    is_normal = (lesion < 0.5) & known
+    normal = (diff * is_normal).sum() / is_normal.sum().clamp_min(1)
+    inside = (diff * is_lesion).sum() / is_lesion.sum().clamp_min(1)
+    return normal, inside

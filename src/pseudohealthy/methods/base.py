@@ -82,6 +82,9 @@ class BaselineMethod:
     def step_schedulers(self) -> None:
         """Constant learning rates (see the module docstring)."""
 
+    def decay_learning_rates(self, done: float) -> None:
+        """Constant learning rates under a time budget too (see the module docstring)."""
+
     def learning_rates(self) -> dict[str, float]:
         return {f"lr_{name}": opt.param_groups[0]["lr"] for name, opt in self.opts.items()}
 

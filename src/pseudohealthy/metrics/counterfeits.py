@@ -12,7 +12,6 @@ affine and header), so every metric and report can take them as a method.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -73,40 +72,20 @@ def write_counterfeits(data: str | Path, kind: str, output: str | Path, seed: in
     geometry and units, plus ``counterfeit.json`` with the settings. Each case's noise is seeded by
     ``seed`` and its position in the data set, so a subset gives the same volumes.
     """
-    from tqdm import tqdm
-
     from pseudohealthy.config import PreprocessConfig
-    from pseudohealthy.data.nifti_io import save_like
+    from pseudohealthy.data.case_writer import case_region, write_case_volumes
     from pseudohealthy.data.preprocessing import prepare_volume
-    from pseudohealthy.data.sources import detect_source, find_cases, load_case
-    from pseudohealthy.errors import refuse_existing_output
 
     if kind not in KINDS:
         raise UserError(f"counterfeit kind {kind!r} is unknown; choose one of {', '.join(KINDS)}.")
-    output = Path(output)
-    refuse_existing_output(output, overwrite)
-    source = detect_source(data) if source == "auto" else source
-    found = find_cases(data, source=source, modality=modality)
-    indexed = list(enumerate(found))
-    if cases is not None:
-        by_id = {c.case_id: (i, c) for i, c in indexed}
-        unknown = [c for c in cases if c not in by_id]
-        if unknown:
-            raise UserError(f"{data}: case(s) {', '.join(unknown)} not found in this data set.")
-        indexed = [by_id[c] for c in cases]
-    output.mkdir(parents=True, exist_ok=True)
-    cfg = PreprocessConfig(source=source, modality=modality)
-    written = []
-    for index, files in tqdm(indexed, desc=f"counterfeit ({kind})", unit="case", disable=not progress):
-        case = load_case(files, source)
-        image = case.image.data
-        region = case.region if case.region is not None else image > 0
-        prepared = prepare_volume(image, cfg, region=case.region)
-        fake = make_counterfeit(image, case.lesion, region, kind, prepared.scale, seed=seed * 100003 + index)
-        written.append(save_like(fake, case.image, output / f"{files.case_id}.nii.gz"))
-    settings = {"kind": kind, "seed": seed, "data": str(data), "source": source, "modality": modality,
-                "cases": [c.case_id for _, c in indexed],
-                "noise_variance_normalised": NOISE_VARIANCE if kind == "noise" else None,
+
+    def make(case, index: int, resolved_source: str) -> np.ndarray:
+        scale = 1.0
+        if kind == "noise":  # only the noise needs the normalisation's per-slice scale
+            scale = prepare_volume(case.image.data, PreprocessConfig(source=resolved_source, modality=modality), region=case.region).scale
+        return make_counterfeit(case.image.data, case.lesion, case_region(case), kind, scale, seed=seed * 100003 + index)
+
+    settings = {"kind": kind, "seed": seed, "noise_variance_normalised": NOISE_VARIANCE if kind == "noise" else None,
                 "definition": __doc__.strip().split("\n\n")[1]}
-    (output / "counterfeit.json").write_text(json.dumps(settings, indent=2) + "\n")
-    return written
+    return write_case_volumes(data, output, make, settings, "counterfeit.json", f"counterfeit ({kind})", cases=cases,
+                              source=source, modality=modality, overwrite=overwrite, progress=progress)

@@ -11,6 +11,11 @@ clipped to it and rescaled to ``[0, 1]`` (data range 1). Inside the lesion mask 
 - ``error_reduction = 1 - mean|x_s - x_h| / mean|x_p - x_h|`` over lesion voxels, in input units
   (no clipping): 0 for an untouched input, 1 for a perfect restoration, negative when the output is
   further from the truth than the input was.
+
+A NaN in the true healthy volume means "truth unknown there" (an inserted-lesion data set keeps the
+source scan's own lesions, whose healthy tissue nobody knows): only lesion voxels with a finite truth
+are scored. For the SSIM map, whose window also sees neighbouring voxels, the unknown voxels take the
+method's own output (they add no difference); they are never averaged.
 """
 from __future__ import annotations
 
@@ -37,11 +42,17 @@ def percentile_window(image: np.ndarray, region: np.ndarray | None = None,
     return float(low), float(high)
 
 
-def error_reduction(x_p: np.ndarray, x_s: np.ndarray, x_h: np.ndarray, lesion: np.ndarray) -> float:
-    """``1 - mean|x_s - x_h| / mean|x_p - x_h|`` over ``lesion`` voxels (input units; unitless).
+def scored_voxels(x_h: np.ndarray, lesion: np.ndarray) -> np.ndarray:
+    """bool ``(X, Y, Z)``: the lesion voxels whose truth is known (finite ``x_h``)."""
+    return np.asarray(lesion, dtype=bool) & np.isfinite(x_h)
 
-    NaN when the lesion is empty or the input already equals the truth there (nothing to reduce).
+
+def error_reduction(x_p: np.ndarray, x_s: np.ndarray, x_h: np.ndarray, lesion: np.ndarray) -> float:
+    """``1 - mean|x_s - x_h| / mean|x_p - x_h|`` over ``lesion`` voxels with a finite truth (input units; unitless).
+
+    NaN when no such voxel is left or the input already equals the truth there (nothing to reduce).
     """
+    lesion = scored_voxels(x_h, lesion)
     before = mae_in_region(x_p, x_h, lesion)
     after = mae_in_region(x_s, x_h, lesion)
     if np.isnan(before) or before == 0:
@@ -54,13 +65,14 @@ def lesion_metrics(x_p: np.ndarray, x_s: np.ndarray, x_h: np.ndarray, lesion: np
     """Ground-truth metrics of one case inside ``lesion`` (bool ``(X, Y, Z)``); volumes in input units.
 
     Returns ``gt_ssim``, ``gt_psnr`` (dB), ``gt_mse``, ``gt_mae`` (on the [0, 1] scale) and
-    ``error_reduction``; all NaN for a case without lesion.
+    ``error_reduction``; all NaN for a case without lesion voxel of known truth (NaN ``x_h``: unknown).
     """
-    lesion = np.asarray(lesion, dtype=bool)
+    lesion = scored_voxels(x_h, lesion)
     if not lesion.any():
         return {name: float("nan") for name in GROUND_TRUTH_METRICS}
     window = percentile_window(x_p, region)
-    s, h = window_to_unit(x_s, window), window_to_unit(x_h, window)
+    s = window_to_unit(x_s, window)
+    h = window_to_unit(np.where(np.isfinite(x_h), x_h, x_s), window)
     return {
         "gt_ssim": ssim_in_region(s, h, lesion),
         "gt_psnr": psnr_in_region(s, h, lesion),

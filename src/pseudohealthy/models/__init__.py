@@ -23,7 +23,8 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
     from pseudohealthy.models.generator import ResnetGenerator
 
     return ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings,
-                           in_channels=in_channels, output=output, out_channels=1)
+                           norm=cfg.gen_norm, zero_init=cfg.gen_zero_init and output in ("residual", "additive"),
+                           gate=cfg.gen_gate and output == "residual", in_channels=in_channels, output=output, out_channels=1)
 
 
 def build_critic(cfg: ModelConfig, norm: str = "none") -> nn.Module:

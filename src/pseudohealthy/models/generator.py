@@ -11,7 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pseudohealthy.models.blocks import ResidualBlock, init_normal, instance_norm
+from pseudohealthy.models.blocks import ResidualBlock, conv_bias, init_normal, init_without_norm, norm_layer
+
+
+GATE_CORRECTION_RANGE = 2.0
 
 OUTPUTS = ("residual", "additive", "image", "shortcut")
 
@@ -19,56 +22,85 @@ OUTPUTS = ("residual", "additive", "image", "shortcut")
 class ResnetGenerator(nn.Module):
     """`(B, 1, H, W)` float32 in [-1, 1] -> `(B, 1, H, W)` = input + tanh correction (so in [-2, 2]).
 
-    H and W must be divisible by `2 ** downsamplings`.
+    H and W must be divisible by `2 ** downsamplings`. ``norm``: ``instance`` (paper) or ``none``;
+    ``zero_init``: the last conv starts at zero, so the untrained G is exactly the identity.
+    ``gate``: the last conv gives a second map, the logit of a gate ``m`` in (0, 1), and
+    ``G(x) = x + m * 2 tanh(a)``: the network says *where* to change the image (``m``, trainable
+    against lesion masks as a segmentation) apart from *what* to put there (``2 tanh(a)``; the factor
+    2 lets a bright lesion at +1 become dark tissue at -1 on the [-1, 1] scale), so tissue it leaves
+    alone stays the input up to ``m``, which a sigmoid drives to ~0 there.
     """
 
     def __init__(self, channels: int = 64, blocks: int = 9, downsamplings: int = 2, in_channels: int = 1,
-                 output: str = "residual", out_channels: int | None = None) -> None:
+                 norm: str = "instance", zero_init: bool = False, gate: bool = False, output: str = "residual",
+                 out_channels: int | None = None) -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output {output!r} is unknown; choose one of {', '.join(OUTPUTS)}")
         out_channels = in_channels if out_channels is None else out_channels
         if output != "image" and out_channels != in_channels:
             raise ValueError("an output added to the input needs as many output channels as input channels")
+        if gate and output != "residual":
+            raise ValueError("only the residual output form has a gate")
+        bias = conv_bias(norm)
+        self.gate = gate
         self.downsamplings = downsamplings
         self.output = output
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(in_channels, channels, 7, bias=False),
-            instance_norm(channels),
+            nn.Conv2d(in_channels, channels, 7, bias=bias),
+            norm_layer(norm, channels),
             nn.ReLU(inplace=True),
         ]
         width = channels
         for _ in range(downsamplings):
             layers += [
-                nn.Conv2d(width, width * 2, 3, stride=2, padding=1, bias=False),
-                instance_norm(width * 2),
+                nn.Conv2d(width, width * 2, 3, stride=2, padding=1, bias=bias),
+                norm_layer(norm, width * 2),
                 nn.ReLU(inplace=True),
             ]
             width *= 2
-        layers += [ResidualBlock(width) for _ in range(blocks)]
+        layers += [ResidualBlock(width, norm) for _ in range(blocks)]
         for _ in range(downsamplings):
             # output_padding=1 makes each transposed conv exactly double H and W.
             layers += [
-                nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1, bias=False),
-                instance_norm(width // 2),
+                nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
+                norm_layer(norm, width // 2),
                 nn.ReLU(inplace=True),
             ]
             width //= 2
-        # additive and shortcut apply no tanh inside the net (Identity keeps the layer indices).
-        final = nn.Tanh() if output in ("residual", "image") else nn.Identity()
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, out_channels, 7), final]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, 2 * out_channels if gate else out_channels, 7)]
+        if not gate:
+            # additive and shortcut apply no tanh inside the net (Identity keeps the layer indices).
+            layers.append(nn.Tanh() if output in ("residual", "image") else nn.Identity())
         self.net = nn.Sequential(*layers)
-        init_normal(self)
+        if norm == "instance":
+            init_normal(self)
+        else:
+            init_without_norm(self)
+        if zero_init:
+            nn.init.zeros_(self.last_conv.weight)
+            nn.init.zeros_(self.last_conv.bias)
+        if gate and zero_init:
+            # The correction starts at zero (identity) and the gate half open, so that both the
+            # correction and the gate receive gradient from the first step on.
+            nn.init.zeros_(self.last_conv.bias[in_channels:])
 
     @property
     def last_conv(self) -> nn.Conv2d:
         """The final 7x7 conv (zeroing it makes G the identity)."""
-        return self.net[-2]
+        return self.net[-1] if self.gate else self.net[-2]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.output == "image":
-            return self.net(x)
-        if self.output == "shortcut":
-            return torch.tanh(self.net(x) + x)
-        return self.net(x) + x
+    def forward(self, x: torch.Tensor, return_gate: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``G(x)``; with ``return_gate`` also the gate's logits ``(B, 1, H, W)`` (None without a gate)."""
+        if not self.gate:
+            if self.output == "image":
+                out = self.net(x)
+            elif self.output == "shortcut":
+                out = torch.tanh(self.net(x) + x)
+            else:
+                out = self.net(x) + x
+            return (out, None) if return_gate else out
+        correction, gate_logit = self.net(x).chunk(2, dim=1)
+        out = x + torch.sigmoid(gate_logit) * (GATE_CORRECTION_RANGE * torch.tanh(correction))
+        return (out, gate_logit) if return_gate else out

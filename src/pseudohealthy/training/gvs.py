@@ -24,7 +24,7 @@ from torch import nn
 from pseudohealthy.config import RunConfig
 from pseudohealthy.errors import UserError
 from pseudohealthy.losses import adversarial_ce, difference_aware_ce, residual_mse, segmentation_ce
-from pseudohealthy.losses.residual import lesion_fill_mse
+from pseudohealthy.losses.residual import lesion_fill_mse, supervised_l1
 from pseudohealthy.models import build_generator, build_segmentor
 from pseudohealthy.training.checkpoint import unwrap
 from pseudohealthy.training.device import autocast, eval_forward
@@ -42,6 +42,14 @@ def check_train_options(run_config: RunConfig) -> None:
                                  ("residual_region", t.residual_region, RESIDUAL_REGIONS)):
         if value not in allowed:
             raise UserError(f"train.{name}={value!r} is unknown; choose one of {', '.join(allowed)}.")
+    if t.supervised_weight < 0 or t.adversarial_weight < 0:
+        raise UserError("train.supervised_weight and train.adversarial_weight must not be negative.")
+    if t.adversarial_weight == 0 and t.supervised_weight == 0:
+        raise UserError("train.adversarial_weight=0 needs train.supervised_weight > 0: otherwise nothing teaches G to heal.")
+    if t.gate_weight > 0 and not run_config.model.gen_gate:
+        raise UserError("train.gate_weight > 0 needs a gated generator (model.gen_gate=true).")
+    if t.max_minutes is not None and t.max_minutes <= 0:
+        raise UserError(f"train.max_minutes={t.max_minutes}: the time budget must be positive (or null for none).")
     if t.epochs < 1 or t.batch_size < 1:
         raise UserError(f"train.epochs ({t.epochs}) and train.batch_size ({t.batch_size}) must be at least 1.")
 
@@ -60,7 +68,7 @@ class GVSModel:
     """
 
     # Registered as method `gvs` (pseudohealthy.methods): the loop reads these two.
-    loss_names = ("loss_s", "loss_g", "loss_adv", "loss_res")
+    loss_names = ("loss_s", "loss_g", "loss_adv", "loss_res", "loss_sup")
     check_options = staticmethod(check_train_options)
 
     def __init__(self, run_config: RunConfig, device: torch.device | str = "cpu", distributed: bool = False,
@@ -88,6 +96,7 @@ class GVSModel:
         self.x_p: torch.Tensor | None = None
         self.lesion: torch.Tensor | None = None
         self.region: torch.Tensor | None = None
+        self.healthy: torch.Tensor | None = None
 
     # -- data ---------------------------------------------------------------------------------
     def set_input(self, batch: Any) -> None:
@@ -100,6 +109,8 @@ class GVSModel:
         self.x_p = image.to(self.device, non_blocking=non_blocking)
         self.lesion = lesion.to(self.device, non_blocking=non_blocking)
         self.region = batch[2].to(self.device, non_blocking=non_blocking) if len(batch) > 2 else torch.ones_like(self.lesion)
+        # The true healthy slice (NaN where unknown) when the data set has one and the recipe uses it.
+        self.healthy = batch[5].to(self.device, non_blocking=non_blocking) if len(batch) > 5 else None
 
     # -- the two steps ------------------------------------------------------------------------
     def _segmentor_loss(self, x_s: torch.Tensor) -> torch.Tensor:
@@ -128,24 +139,44 @@ class GVSModel:
             self.segmentor.eval()
         # S is a fixed function here: under DDP skip its gradient all-reduce (its frozen parameters
         # receive no gradient, so there is nothing to synchronise).
-        sync_off = self.segmentor.no_sync() if self.distributed else contextlib.nullcontext()
-        with sync_off, autocast(self.device, self.amp):
-            logits = self.segmentor(x_s)
-        adversarial = adversarial_ce(logits)
-        normal_only = self.train_cfg.residual_region == "normal"
+        t = self.train_cfg
+        if t.adversarial_weight > 0:
+            sync_off = self.segmentor.no_sync() if self.distributed else contextlib.nullcontext()
+            with sync_off, autocast(self.device, self.amp):
+                logits = self.segmentor(x_s)
+            adversarial = adversarial_ce(logits)
+        else:
+            adversarial = x_s.new_zeros(())
+        normal_only = t.residual_region == "normal"
         residual = residual_mse(self.x_p, x_s, self.lesion if normal_only else None)
-        loss = adversarial + self.train_cfg.lambda_residual * residual
-        if self.train_cfg.lesion_fill_weight > 0:
-            loss = loss + self.train_cfg.lesion_fill_weight * lesion_fill_mse(self.x_p, x_s, self.lesion, self.region)
+        loss = t.adversarial_weight * adversarial + t.lambda_residual * residual
+        if t.lesion_fill_weight > 0:
+            loss = loss + t.lesion_fill_weight * lesion_fill_mse(self.x_p, x_s, self.lesion, self.region)
+        supervised = x_s.new_zeros(())
+        if t.supervised_weight > 0:
+            if self.healthy is None:
+                raise RuntimeError("train.supervised_weight > 0 needs batches with the true healthy slice")
+            normal, inside = supervised_l1(x_s, self.healthy, self.lesion)
+            supervised = normal + inside
+            loss = loss + t.supervised_weight * supervised
+        if t.gate_weight > 0:
+            # The gate is a segmentation of what G should change: every lesion pixel, real or inserted.
+            loss = loss + t.gate_weight * nn.functional.binary_cross_entropy_with_logits(self.gate_logit, self.lesion)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
         _set_trainable(self.segmentor, True)
         self.segmentor.train()
-        return {"loss_g": loss.detach(), "loss_adv": adversarial.detach(), "loss_res": residual.detach()}
+        return {"loss_g": loss.detach(), "loss_adv": adversarial.detach(), "loss_res": residual.detach(),
+                "loss_sup": supervised.detach()}
 
     def _generate(self) -> torch.Tensor:
+        """``G(x_p)``; a gated generator's gate logits are kept in ``self.gate_logit`` for Step B."""
         with autocast(self.device, self.amp):
+            if self.config.model.gen_gate:
+                out, gate = self.generator(self.x_p, return_gate=True)
+                self.gate_logit = gate.float()
+                return out.float()
             return self.generator(self.x_p).float()
 
     def optimize_parameters(self) -> dict[str, float]:
@@ -154,7 +185,11 @@ class GVSModel:
             raise RuntimeError("set_input must be called before optimize_parameters")
         self.generator.train()
         self.segmentor.train()
-        if self.train_cfg.step_order == "gen-first":
+        if self.train_cfg.adversarial_weight == 0:
+            # Supervised only: no game, no segmentor step (S stays at its initial weights).
+            losses = self._step_b(self._generate())
+            losses["loss_s"] = torch.zeros(())
+        elif self.train_cfg.step_order == "gen-first":
             x_s = self._generate()
             losses = self._step_b(x_s)
             losses["loss_s"] = self._step_a(x_s)
@@ -170,8 +205,9 @@ class GVSModel:
             losses = self._step_b(self._generate())
             losses["loss_s"] = loss_s
         # One host sync for all four numbers.
-        values = torch.stack([losses[k] for k in ("loss_s", "loss_g", "loss_adv", "loss_res")]).tolist()
-        return dict(zip(("loss_s", "loss_g", "loss_adv", "loss_res"), values))
+        keys = ("loss_s", "loss_g", "loss_adv", "loss_res", "loss_sup")
+        values = torch.stack([losses[k].float() for k in keys]).tolist()
+        return dict(zip(keys, values))
 
     # -- inference, schedule, state ------------------------------------------------------------
     def synthesize(self, x: torch.Tensor) -> torch.Tensor:
@@ -182,6 +218,16 @@ class GVSModel:
         """Apply the poly decay after an epoch."""
         self.sched_g.step()
         self.sched_s.step()
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Set both optimisers' learning rate (the time-budget schedule of the training loop)."""
+        for optimiser in (self.opt_g, self.opt_s):
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+
+    def decay_learning_rates(self, done: float) -> None:
+        """The loop's time-budget schedule: ``lr = base * (1 - done) ** poly_power``, ``done`` in [0, 1]."""
+        self.set_learning_rate(self.train_cfg.lr * (1.0 - done) ** self.train_cfg.poly_power)
 
     def learning_rates(self) -> dict[str, float]:
         return {"lr_g": self.opt_g.param_groups[0]["lr"], "lr_s": self.opt_s.param_groups[0]["lr"]}

@@ -120,11 +120,6 @@ def _config_differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
     return diffs
 
 
-def _clocks() -> dict[str, float]:
-    """Now on both budget clocks, in seconds."""
-    return {"wall": time.perf_counter(), "cpu": time.process_time()}
-
-
 class GVSTrainer:
     """Train the run's method (GVS by default) on a slice cache into a run folder; see the module
     docstring for the hooks. (Named for the first method; every registered method trains here.)"""
@@ -144,7 +139,10 @@ class GVSTrainer:
         self._bar = None
         self._log_handler: logging.Handler | None = None
         self.healthy = None  # lesion-free slices, for methods that need them
-        self.elapsed_before = {"wall": 0.0, "cpu": 0.0}  # training time of earlier processes (resume)
+        # Time budget (train.max_minutes on train.budget_clock): seconds trained by earlier processes of
+        # this run, and the clock of this one.
+        self.elapsed_before = 0.0
+        self.clock_start = self._clock()
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> Path:
@@ -153,13 +151,13 @@ class GVSTrainer:
         try:
             self.on_train_start()
             for epoch in range(self.start_epoch + 1, self.config.train.epochs + 1):
-                if self.budget_left() <= 0:
+                if self.budget_spent():
                     break
                 self.on_epoch_start(epoch)
                 for batch in self.batches():
                     self.train_step(batch)
                 self.on_epoch_end(epoch)
-            if self.budget_left() <= 0:
+            if self.budget_spent():
                 self.log.info("time budget of %g min (%s clock) spent; stopped after epoch %d", self.config.train.max_minutes,
                               self.config.train.budget_clock, self.saved_epoch)
             return self.on_train_end()
@@ -189,12 +187,12 @@ class GVSTrainer:
             except KeyError as exc:
                 raise UserError(f"{self.folder.last}: checkpoint lacks {exc.args[0]}; it cannot be resumed.") from None
             set_rng_state(payload["rng"])
-            self.elapsed_before = {k: float(v) for k, v in payload.get("elapsed", self.elapsed_before).items()}
             self.start_epoch = self.saved_epoch = self.state_epoch = int(payload["epoch"])
             self.history = [dict(row) for row in payload.get("history", [])][: self.start_epoch]
+            self.elapsed_before = float(payload.get("elapsed_s", 0.0))
             self._rewrite_losses_csv()
         self._log_start()
-        self.clock_start = _clocks()
+        self.clock_start = self._clock()
         if payload is None:
             self.state_epoch = 0
             self._save_checkpoint(0)  # the initial state: a run stopped in epoch 1 can resume too
@@ -220,11 +218,32 @@ class GVSTrainer:
 
     def batches(self) -> Iterator[Any]:
         for i, batch in enumerate(self.loader):
-            if i >= self.steps:
+            if i >= self.steps or self.budget_spent():
                 break
-            if self.budget_left() <= 0:
-                break  # the epoch ends early and is saved like any other
+            self.apply_budget_schedule()
             yield batch
+
+    # -- time budget ----------------------------------------------------------------------------
+    def _clock(self) -> float:
+        """Now on the budget's clock: wall time, or this process's CPU time (fair on a shared machine)."""
+        return time.process_time() if self.config.train.budget_clock == "cpu" else time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds of training in this run so far on the budget's clock, earlier processes included."""
+        return self.elapsed_before + self._clock() - self.clock_start
+
+    def budget_spent(self) -> bool:
+        minutes = self.config.train.max_minutes
+        return minutes is not None and self.elapsed() >= 60.0 * minutes
+
+    def apply_budget_schedule(self) -> None:
+        """Under a time budget the poly decay runs over the budget, step by step: ``lr = base *
+        (1 - elapsed / budget) ** poly_power`` (instead of per epoch), so that a short budget still
+        ends at a small learning rate."""
+        t = self.config.train
+        if t.max_minutes is None:
+            return
+        self.model.decay_learning_rates(min(self.elapsed() / (60.0 * t.max_minutes), 1.0))
 
     def train_step(self, batch: Any) -> dict[str, float]:
         self.model.set_input(batch)
@@ -236,7 +255,10 @@ class GVSTrainer:
         if self._bar is not None:
             rate = self.images * self.dist.world_size / max(time.perf_counter() - self.epoch_start, 1e-9)
             shown = {k.removeprefix("loss_"): f"{losses[k]:.4g}" for k in self.loss_names}
-            self._bar.set_postfix({**shown, "img/s": f"{rate:.1f}"}, refresh=False)
+            shown["img/s"] = f"{rate:.1f}"
+            if self.config.train.max_minutes is not None:
+                shown["left"] = f"{max(60.0 * self.config.train.max_minutes - self.elapsed(), 0.0) / 60.0:.1f}min"
+            self._bar.set_postfix(shown, refresh=False)
             self._bar.update(1)
         return losses
 
@@ -248,7 +270,8 @@ class GVSTrainer:
                                               self.dist, self.device)
         lrs = self.model.learning_rates()  # the rates this epoch trained with
         self.model.sync_buffers()
-        self.model.step_schedulers()
+        if self.config.train.max_minutes is None:
+            self.model.step_schedulers()
         self.state_epoch = epoch
         row = {"epoch": epoch, "steps": self.done, **dict(zip(self.loss_names, means)), **lrs,
                "seconds": round(time.perf_counter() - self.epoch_start, 3)}
@@ -287,20 +310,6 @@ class GVSTrainer:
             f"epoch {self.saved_epoch} is saved in {self.folder.last}, continue with `pseudohealthy train --resume {root}`."
         )
 
-    # -- time budget ----------------------------------------------------------------------------
-    def elapsed(self) -> dict[str, float]:
-        """Training seconds on both clocks, earlier processes of this run included."""
-        start = getattr(self, "clock_start", None)
-        now = _clocks()
-        return {k: self.elapsed_before[k] + (now[k] - start[k] if start else 0.0) for k in now}
-
-    def budget_left(self) -> float:
-        """Seconds left of ``train.max_minutes`` on ``train.budget_clock`` (inf without a budget)."""
-        t = self.config.train
-        if t.max_minutes is None:
-            return float("inf")
-        return 60.0 * t.max_minutes - self.elapsed()[t.budget_clock]
-
     # -- helpers --------------------------------------------------------------------------------
     def _read_resume_checkpoint(self) -> dict[str, Any]:
         if not self.folder.last.is_file():
@@ -338,15 +347,18 @@ class GVSTrainer:
 
         t = self.config.train
         self.dataset = SliceDataset(cache, split="train", lesion_only=t.lesion_only, fraction=t.train_fraction,
-                                    seed=t.seed, augment=t.augment)
+                                    seed=t.seed, augment=t.augment, crop_size=t.crop_size,
+                                    lesion_crop_probability=t.lesion_crop_probability,
+                                    with_healthy=t.supervised_weight > 0)
         if len(self.dataset) == 0:
             raise UserError(f"{cache}: no training slices (split train, lesion_only={t.lesion_only}, "
                             f"train_fraction={t.train_fraction}).")
         height, width = self.dataset[0][0].shape[-2:]
         multiple = size_multiple(self.config.model)
         if height % multiple or width % multiple:
+            what = "train.crop_size" if t.crop_size else "preprocess with a working size that is"
             raise UserError(f"{cache}: slices are {height}x{width}, but these networks need multiples of {multiple}; "
-                            "preprocess with a working size that is.")
+                            f"{'choose a ' + what + ' that is' if t.crop_size else what}.")
         # DistributedSampler with one replica is a plain seeded shuffle; its seed is seed + epoch.
         self.sampler = DistributedSampler(self.dataset, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                           shuffle=True, seed=t.seed)
@@ -393,12 +405,12 @@ class GVSTrainer:
                 "epoch": epoch,
                 **state,
                 "state_keys": list(state),
-                "elapsed": self.elapsed(),
                 "rng": rng_state(),
                 "config": to_dict(self.config),
                 "preprocess": self.preprocess,
                 "intensity_stats": self.intensity_stats,
                 "history": [dict(row) for row in self.history],
+                "elapsed_s": self.elapsed() if epoch > 0 else 0.0,
             }
             if epoch == 0:
                 atomic_save(payload, self.folder.last)

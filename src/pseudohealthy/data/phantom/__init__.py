@@ -35,7 +35,7 @@ def default_shape(kind: str) -> tuple[int, int, int]:
 
 def _check_kind(kind: str) -> str:
     if kind not in KINDS:
-        raise UserError(f"phantom kind {kind!r} is unknown; choose one of {', '.join(KINDS)}.")
+        raise UserError(f"phantom kind {kind!r} is unknown; choose one of {', '.join(KINDS)}, or inserted (with --from DATA_DIR).")
     return kind
 
 
@@ -77,14 +77,22 @@ def generate_case(kind: str, seed: int, index: int, shape: Sequence[int] | None 
     return case
 
 
-def replay_case(params: dict[str, Any] | str | Path) -> PhantomCase:
-    """Render a case again from its params (a dict or a ``*_params.json`` path); arrays equal the written ones."""
+def replay_case(params: dict[str, Any] | str | Path, source_root: str | Path | None = None) -> Any:
+    """Render a case again from its params (a dict or a ``*_params.json`` path); arrays equal the written ones.
+
+    Built-in kinds give a :class:`PhantomCase`; ``kind: inserted`` gives an ``InsertedCase``, read from
+    the source scan the params name (under ``source_root`` when that folder has moved).
+    """
     if not isinstance(params, dict):
         path = Path(params)
         try:
             params = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise UserError(f"{path}: cannot read phantom parameters ({exc}).") from None
+    if params.get("kind") == "inserted":
+        from pseudohealthy.data.phantom.inserted import replay_inserted_case
+
+        return replay_inserted_case(params, source_root)
     kind = _check_kind(params.get("kind", ""))
     if kind == "brain":
         from pseudohealthy.data.phantom.brain import replay_brain_case
@@ -93,6 +101,24 @@ def replay_case(params: dict[str, Any] | str | Path) -> PhantomCase:
     from pseudohealthy.data.phantom.liver import replay_liver_case
 
     return replay_liver_case(params)
+
+
+def check_seed_and_lesions(seed: int, max_lesions: int) -> None:
+    """Refuse a negative seed or a lesion count outside 1..10, in one sentence."""
+    if int(seed) < 0:
+        raise UserError(f"--seed {seed}: the seed must be a non-negative integer.")
+    if not 1 <= int(max_lesions) <= 10:
+        raise UserError(f"--max-lesions {max_lesions}: choose between 1 and 10 lesions per case.")
+
+
+def prepare_output(output: Path, overwrite: bool) -> None:
+    """Refuse a non-empty ``output`` unless ``overwrite``; then delete what an earlier phantom wrote there."""
+    from pseudohealthy.data.phantom.layout import remove_previous
+
+    refuse_existing_output(output, overwrite)
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{output}: exists and is not a folder.")
+    remove_previous(output)
 
 
 def generate_phantom(
@@ -113,22 +139,16 @@ def generate_phantom(
     from tqdm import tqdm
 
     from pseudohealthy import __version__
-    from pseudohealthy.data.phantom.layout import case_id, remove_previous, write_case, write_dataset_record
+    from pseudohealthy.data.phantom.layout import case_id, write_case, write_dataset_record
 
     output = Path(output)
     _check_kind(kind)
     if int(cases) < 1:
         raise UserError(f"--cases {cases}: need at least one case.")
-    if int(seed) < 0:
-        raise UserError(f"--seed {seed}: the seed must be a non-negative integer.")
-    if not 1 <= int(max_lesions) <= 10:
-        raise UserError(f"--max-lesions {max_lesions}: choose between 1 and 10 lesions per case.")
+    check_seed_and_lesions(seed, max_lesions)
     if shape is not None:
         shape = parse_shape(",".join(str(n) for n in shape))
-    refuse_existing_output(output, overwrite)
-    if output.exists() and not output.is_dir():
-        raise UserError(f"{output}: exists and is not a folder.")
-    remove_previous(output)
+    prepare_output(output, overwrite)
     output.mkdir(parents=True, exist_ok=True)
     resolved_shape = list(shape or default_shape(kind))
     written, names = [], []

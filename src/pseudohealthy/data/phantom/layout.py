@@ -17,9 +17,10 @@ import numpy as np
 
 from pseudohealthy.data.phantom.case import PhantomCase
 
-# Entries a phantom writes, and the only ones `--overwrite` removes from an existing folder.
+# Entries a phantom writes, and the only ones `--overwrite` removes from an existing folder
+# (inserted-lesion BraTS cases are folders named `<source case>-ins<NN>`).
 _OWN_ENTRY = re.compile(
-    r"(PhantomBrain_\d+|phantom\.json|(volume|segmentation)-\d+(_healthy)?\.nii(\.gz)?|volume-\d+_params\.json)"
+    r"(PhantomBrain_\d+|[^/]+-ins\d{2,}|phantom\.json|(volume|segmentation)-\d+(_healthy)?\.nii(\.gz)?|volume-\d+_params\.json)"
 )
 
 
@@ -46,24 +47,32 @@ def _save(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
     nib.save(image, str(path))
 
 
+def case_paths(layout: str, output: Path, name: str) -> dict[str, Path]:
+    """Where one case's files go: ``image``, ``seg``, ``healthy``, ``params`` and ``entry`` (the case
+    folder for ``layout="brats"``, the image file for ``"lits"``, whose ``name`` is ``volume-<n>``)."""
+    if layout == "brats":
+        folder = output / name
+        paths = {"image": folder / f"{name}_t2.nii.gz", "seg": folder / f"{name}_seg.nii.gz",
+                 "healthy": folder / f"{name}_t2_healthy.nii.gz", "params": folder / f"{name}_params.json"}
+        return {**paths, "entry": folder}
+    number = name.split("-", 1)[1]
+    paths = {"image": output / f"volume-{number}.nii.gz", "seg": output / f"segmentation-{number}.nii.gz",
+             "healthy": output / f"volume-{number}_healthy.nii.gz", "params": output / f"volume-{number}_params.json"}
+    return {**paths, "entry": paths["image"]}
+
+
+def write_params(params: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(params, indent=1) + "\n")
+
+
 def write_case(case: PhantomCase, output: Path, name: str) -> Path:
     """Write one case in its kind's layout; returns the case folder (brain) or image file (liver)."""
-    params_text = json.dumps(case.params, indent=1) + "\n"
-    if case.params["kind"] == "brain":
-        folder = output / name
-        folder.mkdir(parents=True, exist_ok=True)
-        _save(case.image, case.affine, folder / f"{name}_t2.nii.gz")
-        _save(case.labels, case.affine, folder / f"{name}_seg.nii.gz")
-        _save(case.healthy, case.affine, folder / f"{name}_t2_healthy.nii.gz")
-        (folder / f"{name}_params.json").write_text(params_text)
-        return folder
-    number = name.split("-", 1)[1]
-    output.mkdir(parents=True, exist_ok=True)
-    _save(case.image, case.affine, output / f"volume-{number}.nii.gz")
-    _save(case.labels, case.affine, output / f"segmentation-{number}.nii.gz")
-    _save(case.healthy, case.affine, output / f"volume-{number}_healthy.nii.gz")
-    (output / f"volume-{number}_params.json").write_text(params_text)
-    return output / f"volume-{number}.nii.gz"
+    paths = case_paths("brats" if case.params["kind"] == "brain" else "lits", output, name)
+    write_params(case.params, paths["params"])
+    for key, array in (("image", case.image), ("seg", case.labels), ("healthy", case.healthy)):
+        _save(array, case.affine, paths[key])
+    return paths["entry"]
 
 
 def write_dataset_record(output: Path, record: dict[str, Any]) -> Path:

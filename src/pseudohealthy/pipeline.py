@@ -1,0 +1,292 @@
+"""One command from data to report (``pseudohealthy pipeline``); the demo runs it on the phantom.
+
+    <out>/cache/            slice cache at the recipe's working size (fingerprint.json, splits.json)
+    <out>/run/              training run within the time budget (config.yaml, losses.csv, checkpoints/)
+    <out>/test-inputs/      links to the test cases' pathological volumes only (no mask, no truth)
+    <out>/synthesis/gvs/    pseudo-healthy test volumes (NIfTI, the input's geometry and units)
+    <out>/evaluation/fills/ the mask-aware classical fills of the test cases (the yardsticks)
+    <out>/evaluation/       metrics.json, metrics.csv, report.html: GVS beside the fills, the
+                            original images and, where the data set has them, the true healthy images
+    <out>/pipeline.json     the settings, the stages' timings and the headline figures
+
+A data set without true healthy volumes (any real one) cannot teach the default recipe's supervised
+term, so the pipeline first writes ``<out>/inserted/``: each case with synthetic lesions inserted into
+its lesion-free tissue and its own scan as the truth (``pseudohealthy phantom --kind inserted``).
+Training, synthesis and the ground-truth evaluation run on that copy, split by *source* case, so no
+subject is on both sides; then ``<out>/evaluation-real/`` scores GVS on the untouched real test cases
+(A-Dice, Healthiness, identity: no truth there), again beside the fills.
+
+Every stage is skipped or resumed when its result is already there: the cache is kept when up to
+date, training resumes from ``run/checkpoints/last.pt`` (a spent time budget ends it at once),
+synthesis is skipped when it was made from the same checkpoint, and the evaluation runs last.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pseudohealthy.config import PRESET_WORKING_SIZE, PreprocessConfig, RunConfig, resolve_run_config, to_dict
+from pseudohealthy.errors import UserError
+
+DEFAULT_PRESET = "hybrid"
+DEFAULT_FILLS = ["mean", "median", "biharmonic", "telea"]
+# The headline numbers pipeline.json and the console show per method (from evaluate's summary).
+HEADLINE = ("error_reduction", "gt_psnr", "gt_ssim", "psnr", "ssim", "adice", "healthiness")
+
+
+@dataclass
+class PipelineConfig:
+    """What `pseudohealthy pipeline` does; written to ``pipeline.json``."""
+
+    preset: str = DEFAULT_PRESET
+    train_minutes: float = 15.0
+    seed: int = 0
+    working_size: int | None = None  # None: the preset's (native resolution for hybrid)
+    test_cases: list[str] | None = None  # explicit test cases; else --splits, else a seeded split
+    splits: str | None = None  # a splits.json whose train/test lists are used
+    test_fraction: float = 0.1
+    source: str = "auto"
+    fills: list[str] = field(default_factory=lambda: list(DEFAULT_FILLS))
+    adice_trials: int = 3
+    healthiness: bool = True
+    evaluate: bool = True
+    overrides: list[str] = field(default_factory=list)  # training overrides key=value
+    inserted_copies: int = 2  # inserted-lesion copies per case when the data set has no truth
+
+
+def working_size_for(cfg: PipelineConfig) -> int | None:
+    if cfg.working_size is not None:
+        return cfg.working_size
+    return PRESET_WORKING_SIZE.get(cfg.preset, 64)
+
+
+def run_config_for(cfg: PipelineConfig, cache: Path) -> RunConfig:
+    overrides = [f"train.max_minutes={cfg.train_minutes}", f"train.seed={cfg.seed}", "train.keep_checkpoints=1"]
+    return resolve_run_config(preset=cfg.preset, overrides=overrides + list(cfg.overrides), data=str(cache.resolve()))
+
+
+def choose_split(cache: Path, cfg: PipelineConfig, sources: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Write the pipeline's split into the cache's ``splits.json`` and return it (by case, never by slice).
+
+    ``sources`` maps each cache case to the subject it was made from (inserted copies): the split is
+    then drawn and named over the subjects, and every copy follows its subject.
+    """
+    from pseudohealthy.data.cache import read_fingerprint
+    from pseudohealthy.data.splits import read_splits, split_cases, write_splits
+
+    cases = sorted(read_fingerprint(cache)["cases"])
+    subject_of = sources or {c: c for c in cases}
+    subjects = sorted(set(subject_of[c] for c in cases))
+    if cfg.test_cases is not None and cfg.splits is not None:
+        raise UserError("give either --test-cases or --splits, not both.")
+    if cfg.test_cases is not None:
+        test, where = list(dict.fromkeys(cfg.test_cases)), "--test-cases"
+    elif cfg.splits is not None:
+        test, where = list(read_splits(Path(cfg.splits))["test"]), str(cfg.splits)
+    else:
+        test, where = split_cases(subjects, cfg.test_fraction, cfg.seed)[1], "the seeded split"
+    unknown = [c for c in test if c not in subjects]
+    if unknown:
+        raise UserError(f"{where}: case(s) {', '.join(unknown[:5])} are not in the data set {cache}.")
+    train_subjects = [c for c in subjects if c not in test]
+    if not test or not train_subjects:
+        raise UserError(f"{where}: the split needs at least one training and one test case.")
+    test_cases = [c for c in cases if subject_of[c] in test]
+    train_cases = [c for c in cases if subject_of[c] not in test]
+    write_splits(cache / "splits.json", train_cases, test_cases, cfg.seed, len(test_cases) / len(cases))
+    return {"train": train_cases, "test": test_cases, "test_subjects": test}
+
+
+def _has_truth(data: Path, source: str) -> bool:
+    from pseudohealthy.data.sources import detect_source, find_cases
+
+    found = find_cases(data, detect_source(data) if source == "auto" else source)
+    return bool(found) and all(c.healthy is not None for c in found)
+
+
+def inserted_copy(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[str], None],
+                  progress: bool) -> tuple[Path, dict[str, str]]:
+    """``<output>/inserted``: the data set with inserted lesions and known truth (kept when it was made
+    from the same data with the same seed and copies); returns it and ``{case: source case}``."""
+    from pseudohealthy.data.phantom.inserted import generate_inserted
+
+    folder = output / "inserted"
+    record = folder / "phantom.json"
+    want = {"source": str(data.absolute()), "seed": cfg.seed, "copies": cfg.inserted_copies}
+    saved = json.loads(record.read_text()) if record.is_file() else {}
+    if any(saved.get(k) != v for k, v in want.items()):
+        echo(f"      no true healthy volumes in {data}: inserting lesions ({cfg.inserted_copies} copies per case) into {folder}")
+        generate_inserted(data, folder, copies=cfg.inserted_copies, seed=cfg.seed, overwrite=True, progress=progress)
+        saved = json.loads(record.read_text())
+    return folder, {case: entry["source"] for case, entry in saved["case_map"].items()}
+
+
+def run_pipeline(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[str], None] = print,
+                 progress: bool = True, stage_offset: int = 0, stages: int = 4) -> dict[str, Any]:
+    """Run (or resume) every stage on the data set ``data``; returns what ``pipeline.json`` holds."""
+    from pseudohealthy.data.cache import preprocess_dataset
+    from pseudohealthy.training.loop import train
+
+    data, output = Path(data), Path(output)
+    if not data.is_dir():
+        raise UserError(f"{data}: data set folder not found.")
+    if cfg.train_minutes <= 0:
+        raise UserError(f"--train-minutes {cfg.train_minutes}: the training budget must be positive.")
+    output.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    step = iter(range(stage_offset + 1, stage_offset + stages + 1))
+    label = lambda name: f"[{next(step)}/{stage_offset + stages}] {name}"  # noqa: E731
+
+    t = time.perf_counter()
+    real_data, sources = data, None
+    run_cfg_check = run_config_for(cfg, output / "cache")
+    if run_cfg_check.train.supervised_weight > 0 and not _has_truth(data, cfg.source):
+        data, sources = inserted_copy(real_data, output, cfg, echo, progress)
+    cache = output / "cache"
+    pre = PreprocessConfig(source=cfg.source, working_size=working_size_for(cfg), test_fraction=cfg.test_fraction,
+                           split_seed=cfg.seed)
+    summary = preprocess_dataset(data, cache, pre, overwrite=True, progress=progress)
+    split = choose_split(cache, cfg, sources)
+    echo(f"{label('preprocess')}: {summary['status']}; {summary['slices']} slices ({summary['lesion_slices']} with lesion), "
+         f"{len(split['train'])} train / {len(split['test'])} test cases")
+    timings["preprocess_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    run = output / "run"
+    run_cfg = run_config_for(cfg, cache)
+    resume = (run / "checkpoints" / "last.pt").is_file()
+    echo(f"{label('train')}: preset {cfg.preset}, {cfg.train_minutes:g} min budget" + (" (resuming)" if resume else ""))
+    checkpoint = train(run_cfg, run, resume=resume, progress=progress)
+    timings["train_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    synthesis = output / "synthesis" / "gvs"
+    echo(f"{label('synthesize')}: {len(split['test'])} held-out test case(s) -> {synthesis}")
+    synthesize_test_cases(data, Path(checkpoint), split["test"], output, synthesis, progress)
+    timings["synthesize_s"] = time.perf_counter() - t
+
+    figures: dict[str, dict[str, Any]] = {}
+    report = None
+    if cfg.evaluate:
+        t = time.perf_counter()
+        echo(f"{label('evaluate')}: GVS, {', '.join('fill-' + k for k in cfg.fills)}, original"
+             f"{', truth' if _has_healthy(cache) else ''}; A-Dice with {cfg.adice_trials} trial(s)")
+        report, figures = evaluate_test_cases(data, output, synthesis, split["test"], cfg, progress)
+        if sources is not None:
+            real = split["test_subjects"]
+            echo(f"      and the real test case(s) {', '.join(real)} as they are (their own lesions, no truth): evaluation-real/")
+            real_synthesis = output / "synthesis" / "gvs-real"
+            synthesize_test_cases(real_data, Path(checkpoint), real, output, real_synthesis, progress, inputs_name="test-inputs-real")
+            report_real, figures_real = evaluate_test_cases(real_data, output, real_synthesis, real, cfg, progress,
+                                                            name="evaluation-real", truth=False)
+            figures = {"inserted": figures, "real": figures_real}
+        timings["evaluate_s"] = time.perf_counter() - t
+    result = {
+        "data": str(real_data),
+        "trained_on": str(data),
+        "settings": to_dict(cfg),
+        "run_config": to_dict(run_cfg),
+        "test_cases": split["test"],
+        "train_cases": split["train"],
+        "figures": figures,
+        "report": str(report) if report else None,
+        "timings": timings,
+    }
+    (output / "pipeline.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+def _has_healthy(cache: Path) -> bool:
+    from pseudohealthy.data.cache import read_fingerprint
+
+    return bool(read_fingerprint(cache).get("has_healthy", False))
+
+
+def synthesize_test_cases(data: Path, checkpoint: Path, case_ids: list[str], output: Path, synthesis: Path,
+                          progress: bool, inputs_name: str = "test-inputs") -> None:
+    """Synthesise the test cases from their pathological volumes alone; skipped when ``synthesis``
+    already holds every case made from this very checkpoint (same size and modification time)."""
+    from pseudohealthy.inference.synthesize import run_synthesis
+
+    stamp = synthesis / "checkpoint.json"
+    made_from = {"checkpoint": str(checkpoint.resolve()), "size": checkpoint.stat().st_size,
+                 "mtime_ns": checkpoint.stat().st_mtime_ns, "cases": sorted(case_ids)}
+    if stamp.is_file() and json.loads(stamp.read_text()) == made_from and \
+            all((synthesis / f"{c}.nii.gz").is_file() for c in case_ids):
+        return
+    inputs = output / inputs_name
+    link_test_inputs(data, inputs, case_ids)
+    run_synthesis(checkpoint, inputs, synthesis, overwrite=True, progress=progress)
+    stamp.write_text(json.dumps(made_from, indent=2) + "\n")
+
+
+def link_test_inputs(data: Path, folder: Path, case_ids: list[str]) -> None:
+    """A folder holding only the test cases' pathological volumes (symlinks; no mask, no truth), so
+    that synthesis cannot see anything but the image."""
+    from pseudohealthy.data.sources import detect_source, find_cases
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    cases = {c.case_id: c for c in find_cases(data, detect_source(data))}
+    for case_id in case_ids:
+        image = cases[case_id].image
+        (folder / case_id).mkdir(parents=True)
+        (folder / case_id / image.name).symlink_to(image.resolve())
+
+
+def evaluate_test_cases(data: Path, output: Path, synthesis: Path, case_ids: list[str], cfg: PipelineConfig,
+                        progress: bool, name: str = "evaluation", truth: bool = True) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """`evaluate` with GVS, the fills, the originals and (where known) the truth; returns the report
+    and the headline figures per method."""
+    from pseudohealthy.evaluation.runner import EvaluationSettings, evaluate
+    from pseudohealthy.metrics.adice import ADiceConfig
+    from pseudohealthy.metrics.healthiness import HealthinessConfig
+
+    methods = [f"gvs={synthesis}", "original=@original"]
+    if truth and _has_healthy(output / "cache"):
+        methods.append("truth=@healthy")
+    settings = EvaluationSettings(seed=cfg.seed, source=cfg.source,
+                                  adice=ADiceConfig(trials=cfg.adice_trials, seed=cfg.seed) if cfg.adice_trials > 0 else None,
+                                  healthiness=HealthinessConfig() if cfg.healthiness else None,
+                                  healthiness_cache=str(output / "healthiness-cache"), fills=list(cfg.fills))
+    evaluation = output / name
+    evaluate(data, methods, evaluation, settings, cases=case_ids, overwrite=True, progress=progress)
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    return evaluation / "report.html", headline_figures(metrics)
+
+
+def headline_figures(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{method: {metric: mean over cases or trials}}`` from an evaluation's ``metrics.json``."""
+    figures = {}
+    for name, method in metrics["methods"].items():
+        row = {}
+        for key in HEADLINE:
+            value = method.get(key) if key in ("adice", "healthiness") else method.get("summary", {}).get(key)
+            if isinstance(value, dict):
+                row[key] = value.get("mean", value.get("value"))
+                if key == "adice" and "std" in value:
+                    row["adice_std"] = value["std"]
+            elif value is not None:
+                row[key] = value
+        figures[name] = row
+    return figures
+
+
+def format_figures(figures: dict[str, dict[str, Any]]) -> list[str]:
+    """The headline table as aligned text lines (None as '-')."""
+    columns = [("error_reduction", "lesion err. red."), ("gt_psnr", "lesion PSNR"), ("psnr", "normal PSNR"),
+               ("adice", "A-Dice"), ("healthiness", "Healthiness")]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, (int, float)):
+            return f"{value:.3f}" if abs(value) < 10 else f"{value:.2f}"
+        return "-" if value is None else str(value)
+
+    lines = ["method".ljust(18) + "".join(title.rjust(18) for _, title in columns)]
+    for name, row in figures.items():
+        lines.append(name.ljust(18) + "".join(cell(row.get(key)).rjust(18) for key, _ in columns))
+    return lines
