@@ -19,6 +19,8 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
 
     ``output``: residual (GVS) | additive | image | shortcut (see models/generator.py); ``in_channels``
     > 1 (image output only) makes a network of several stacked inputs, e.g. image and lesion map.
+    ``cfg.gen_gate`` applies to the residual form only, ``cfg.gen_zero_init`` to the forms that add to
+    the input (a zero last conv makes them the identity; an image output would start blank).
     """
     from pseudohealthy.models.generator import ResnetGenerator
 
