@@ -27,7 +27,7 @@ DEFAULT_PRESET = "hybrid"
 class PreprocessConfig:
     """How raw volumes become the slice cache (SPEC section 4). Stored in the fingerprint."""
 
-    source: str = "brats"  # brats | lits | folder
+    source: str = "brats"  # brats | lits | folder | reference-npy (the reference code's slice files)
     modality: str = "t2"  # BraTS modality suffix (t2, flair, t1, t1ce; BraTS 2023+: t2w, t2f, ...)
     grade: str | None = None  # BraTS HGG/LGG filter where the layout has it; None keeps all
     lesion_labels: list[int] | None = None  # None: source default (BraTS: all > 0, LiTS: [2], folder: [1])
@@ -35,7 +35,7 @@ class PreprocessConfig:
     intensity: str | None = None  # percentile | range; None: source default (BraTS percentile, LiTS range)
     clip_percentile: float = 99.5  # upper clip for `percentile`: this percentile of region voxels
     clip_range: tuple[float, float] | None = None  # lower/upper clip for `range` (LiTS default -200, 250 HU)
-    normalization: str = "volume"  # volume | zscore-slice (reference code); see data/preprocessing.py
+    normalization: str = "volume"  # volume | zscore-slice | reference (the reference code exactly); see data/preprocessing.py
     working_size: int | None = None  # square in-plane size for training; None keeps the original
     resize_mode: str = "resize"  # resize | crop (centre crop/pad)
     slice_margin: int = 20  # LiTS/CT: keep slices from this many below to this many above the region
@@ -56,6 +56,10 @@ class ModelConfig:
     seg_base: int = 64  # U-Net first level width; doubles per level
     seg_depth: int = 4  # number of max-pool downsamplings
     seg_max_channels: int = 512
+    seg_decoder: str = "full"  # full (decoder keeps each level's width) | halving (reference code's bilinear U-Net)
+    seg_align_corners: bool = False  # bilinear upsampling grid; the reference code uses True
+    seg_conv_bias: bool = False  # biases on the U-Net convs before BatchNorm (reference code: True)
+    slice_layout: str = "canonical"  # canonical (RAS rows along x) | reference (slices as the reference code read BraTS)
 
 
 @dataclass
@@ -83,6 +87,7 @@ class TrainConfig:
     train_fraction: float = 1.0  # GVS(0.3) trains on 30% of the training cases
     lesion_only: bool = True  # train on lesion-containing slices only (paper)
     augment: bool = False  # seeded flips and small rotations
+    intensity_augment: bool = False  # seeded random gamma and contrast (another scanner's grey levels)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on CUDA only; ignored on CPU
@@ -164,6 +169,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "small": {
         "model": {"gen_channels": 32, "gen_blocks": 6, "seg_base": 32, "seg_max_channels": 256},
         "train": {},
+    },
+    # reference: exactly the networks of the paper's reference code (GVS repository, main.py): the
+    # same ResNet generator and its bilinear U-Net (17.3M parameters), fed slices in its layout; its
+    # training recipe where this package has the option (G before S, residual on normal tissue,
+    # lesion-fill term of weight 5). `pseudohealthy import-reference` writes runs of this preset.
+    "reference": {
+        "model": {"seg_decoder": "halving", "seg_align_corners": True, "seg_conv_bias": True, "slice_layout": "reference"},
+        "train": {"step_order": "gen-first", "residual_region": "normal", "lesion_fill_weight": 5.0},
     },
     # tiny: for tests only; trains in seconds on 32x32 slices.
     "tiny": {

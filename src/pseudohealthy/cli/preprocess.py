@@ -23,18 +23,18 @@ def _summary_lines(summary: dict) -> list[str]:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("preprocess", help="Read raw volumes (BraTS, LiTS, nnU-Net folder) once into a slice cache with a fingerprint and a split.")
+    @app.command("preprocess", help="Read raw volumes (BraTS, LiTS, nnU-Net folder) or the reference code's .npy slices once into a slice cache with a fingerprint and a split.")
     @friendly
     def preprocess(
-        input: Path = typer.Option(..., "--input", "-i", help="Data set folder (BraTS, LiTS or nnU-Net raw layout)."),
+        input: Path = typer.Option(..., "--input", "-i", help="Data set folder (BraTS, LiTS, nnU-Net raw layout, or reference .npy case folders)."),
         output: Path = typer.Option(..., "--output", "-o", help="Cache folder to write."),
-        source: Optional[str] = typer.Option(None, "--source", help="brats | lits | folder | auto (default: the config's, else auto)."),
+        source: Optional[str] = typer.Option(None, "--source", help="brats | lits | folder | reference-npy | auto (default: the config's, else auto)."),
         config: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON file with PreprocessConfig fields."),
         modality: Optional[str] = typer.Option(None, "--modality", help="BraTS modality (t2, flair, t1, t1ce; 2023+: t2w, ...)."),
         grade: Optional[str] = typer.Option(None, "--grade", help="BraTS HGG or LGG, where the layout has them."),
         working_size: Optional[int] = typer.Option(None, "--working-size", help="Square in-plane size (multiple of 16); default keeps the original."),
         resize_mode: Optional[str] = typer.Option(None, "--resize-mode", help="resize | crop."),
-        normalization: Optional[str] = typer.Option(None, "--normalization", help="volume | zscore-slice."),
+        normalization: Optional[str] = typer.Option(None, "--normalization", help="volume | zscore-slice | reference (default: volume; reference for reference-npy)."),
         test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help="Held-out fraction of cases (default 0.1)."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the train/test split (default 0)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing folder that is not a cache of ours."),
@@ -47,8 +47,11 @@ def register(app: typer.Typer) -> None:
 
         if source is None:
             source = (read_mapping(config).get("source") if config is not None else None) or "auto"
-        if source not in ("brats", "lits", "folder", "auto"):
-            raise UserError(f"--source {source!r} is unknown; choose one of brats, lits, folder, auto.")
+        if source not in ("brats", "lits", "folder", "reference-npy", "auto"):
+            raise UserError(f"--source {source!r} is unknown; choose one of brats, lits, folder, reference-npy, auto.")
+        settled = (read_mapping(config) if config is not None else {}).keys() | {o.split("=")[0] for o in overrides or []}
+        if source == "reference-npy" and normalization is None and "normalization" not in settled:
+            normalization = "reference"  # exactly the slices the reference code trained on, unless asked otherwise
         cfg = resolve_preprocess_config(
             config, overrides, source=source, modality=modality, grade=grade, working_size=working_size,
             resize_mode=resize_mode, normalization=normalization, test_fraction=test_fraction, split_seed=seed,

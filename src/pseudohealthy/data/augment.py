@@ -54,3 +54,30 @@ def apply_augmentation(params: AugmentParams, image: np.ndarray, *masks: np.ndar
     out_image = np.clip(_transform(image, params, order=1, fill=background), -1.0, 1.0).astype(np.float32)
     out_masks = tuple(_transform(m, params, order=0, fill=0).astype(m.dtype, copy=False) for m in masks)
     return (out_image, *out_masks)
+
+
+@dataclass(frozen=True)
+class IntensityParams:
+    """One sampled intensity transform on the normalised scale: ``u -> min(contrast * u ** gamma, 1)``
+    with ``u = (x + 1) / 2`` in [0, 1], so the background (-1) stays background."""
+
+    gamma: float = 1.0
+    contrast: float = 1.0
+
+
+def sample_intensity(rng: np.random.Generator, gamma: tuple[float, float] = (0.6, 1.6),
+                     contrast: tuple[float, float] = (0.85, 1.15)) -> IntensityParams:
+    """Draw a gamma log-uniformly and a contrast factor uniformly: another scanner's or sequence's
+    tissue contrast, so that a model trained on few subjects does not learn one scanner's grey levels."""
+    return IntensityParams(float(np.exp(rng.uniform(*np.log(gamma)))), float(rng.uniform(*contrast)))
+
+
+def apply_intensity(params: IntensityParams, image: np.ndarray) -> np.ndarray:
+    """Apply ``params`` to a normalised slice ``(H, W)`` in [-1, 1]; NaN (unknown truth) stays NaN.
+
+    Monotone and pixel-wise: applied alike to a pathological slice and its true healthy slice, the
+    pair stays a consistent (input, target) pair.
+    """
+    unit = np.clip((image + 1.0) / 2.0, 0.0, 1.0)
+    unit = np.minimum(params.contrast * unit ** params.gamma, 1.0)
+    return (2.0 * unit - 1.0).astype(np.float32)

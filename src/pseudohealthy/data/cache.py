@@ -35,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pseudohealthy.config import PreprocessConfig, to_dict, write_config
+from pseudohealthy.data import reference_npy
 from pseudohealthy.data.nifti_io import canonical_shape, load_nifti
 from pseudohealthy.data.preprocessing import (
     SIZE_MULTIPLE,
@@ -139,6 +140,8 @@ def _file_record(path: Path, root: Path) -> dict[str, Any]:
 
 
 def _case_paths(files: CaseFiles) -> list[Path]:
+    if files.image.is_dir():  # a reference-code case folder: its slice files
+        return [p for _, p in reference_npy.slice_files(files.image)]
     return [p for p in (files.image, files.mask, files.healthy) if p is not None]
 
 
@@ -168,6 +171,8 @@ class _Plan:
 
 
 def _region_labels(cfg: PreprocessConfig) -> list[int] | None:
+    if cfg.source == reference_npy.SOURCE:
+        return None  # the slice files' own keys say brain or liver (data/reference_npy.py)
     return cfg.region_labels if cfg.region_labels is not None else default_region_labels(cfg.source)
 
 
@@ -189,6 +194,10 @@ def _plan_cases(cases: list[CaseFiles], cfg: PreprocessConfig) -> list[_Plan]:
     plans = []
     labels = _region_labels(cfg)
     for files in cases:
+        if cfg.source == reference_npy.SOURCE:
+            shape = reference_npy.case_shape(files.image)
+            plans.append(_Plan(files, shape, 0, shape[2] - 1))  # every slice file the reference code wrote
+            continue
         shape = canonical_shape(files.image, "image")
         first, last = 0, shape[2] - 1
         if _keeps_margin(cfg) and files.mask is not None:
@@ -276,9 +285,14 @@ def _write_arrays(plans: list[_Plan], cfg: PreprocessConfig, output_dir: Path, w
     bar = tqdm(plans, desc="preprocess", unit="case", disable=not progress, dynamic_ncols=True)
     for plan in bar:
         files = plan.files
-        case = load_case(files, cfg.source, cfg.lesion_labels, cfg.region_labels)
-        prepared = prepare_volume(case.image.data, cfg, region=case.region)
-        lesion_full = case.lesion if case.lesion is not None else np.zeros(plan.shape, bool)
+        zs = list(range(plan.shape[2]))  # slice number of each stacked slice (canonical z for volumes)
+        if cfg.source == reference_npy.SOURCE:
+            npy_case = reference_npy.load_npy_case(files.image, cfg)
+            prepared, lesion_full, zs = npy_case.prepared, npy_case.lesion, npy_case.zs
+        else:
+            case = load_case(files, cfg.source, cfg.lesion_labels, cfg.region_labels)
+            prepared = prepare_volume(case.image.data, cfg, region=case.region)
+            lesion_full = case.lesion if case.lesion is not None else np.zeros(plan.shape, bool)
         lesion = prepare_mask(lesion_full, prepared)
         keep = slice(plan.first, plan.last + 1)
         rows_here = slice(plan.start, plan.start + plan.n_slices)
@@ -293,17 +307,17 @@ def _write_arrays(plans: list[_Plan], cfg: PreprocessConfig, output_dir: Path, w
             target.flush()
             del target
         has_lesion = lesion[keep].any(axis=(1, 2))
-        lesion_z = np.flatnonzero(lesion_full.any(axis=(0, 1)))
+        lesion_z = np.asarray(zs)[np.flatnonzero(lesion_full.any(axis=(0, 1)))]
         if lesion_z.size == 0:
             warnings.append(f"{files.mask or files.image}: case {files.case_id} has no lesion voxel; its slices are kept as healthy.")
         for offset_row, z in enumerate(range(plan.first, plan.last + 1)):
-            rows.append(SliceRow(plan.start + offset_row, files.case_id, z, bool(has_lesion[offset_row]),
+            rows.append(SliceRow(plan.start + offset_row, files.case_id, zs[z], bool(has_lesion[offset_row]),
                                  float(prepared.scale[z]), float(prepared.offset[z])))
         stats[files.case_id] = {
             "shape": list(plan.shape),
             "clip": [float(prepared.clip[0]), float(prepared.clip[1])],
             "intensity": prepared.intensity,
-            "slices": [plan.first, plan.last],
+            "slices": [zs[plan.first], zs[plan.last]],
             "n_slices": plan.n_slices,
             "rows": [plan.start, plan.start + plan.n_slices],
             "lesion_voxels": int(lesion_full.sum()),
@@ -349,7 +363,12 @@ def preprocess_dataset(
     if cfg.source == "auto":
         cfg = dataclasses.replace(cfg, source=detect_source(input_dir))
     validate_config(cfg)
-    cases = find_cases(input_dir, cfg.source, cfg.modality, cfg.grade, require_mask=True)
+    if cfg.source == reference_npy.SOURCE:
+        cases = [CaseFiles(folder.name, folder) for folder in reference_npy.find_case_folders(input_dir)]
+        if cfg.intensity is None and reference_npy.image_kind(cases[0].image) == "liver":
+            cfg = dataclasses.replace(cfg, intensity="range")  # recorded, so that synthesis windows CT alike
+    else:
+        cases = find_cases(input_dir, cfg.source, cfg.modality, cfg.grade, require_mask=True)
     if output_dir.exists() and not (output_dir / MARKER).is_file():
         refuse_existing_output(output_dir, overwrite)
     records = {c.case_id: [_file_record(p, input_dir) for p in _case_paths(c)] for c in cases}

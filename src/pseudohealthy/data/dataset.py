@@ -6,7 +6,8 @@ the canonical z of the slice. ``with_healthy=True`` appends the true healthy sli
 (NaN where the truth is unknown, such as inside a real scan's own lesion). ``crop_size`` cuts a
 seeded random square out of every slice (centred near a lesion pixel with ``lesion_crop_probability``,
 else anywhere in the region), so that networks train at the data's native resolution at the cost of
-a small patch. Arrays are memory-mapped and opened lazily in each process, so a data
+a small patch. ``intensity_augment`` applies a seeded random gamma and contrast (``augment.py``) to the
+image and its truth alike. Arrays are memory-mapped and opened lazily in each process, so a data
 loader's workers share the page cache instead of copying the arrays.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pseudohealthy.data.augment import apply_augmentation, augmentation_rng, sample_augmentation
+from pseudohealthy.data.augment import apply_augmentation, apply_intensity, augmentation_rng, sample_augmentation, sample_intensity
 from pseudohealthy.data.cache import open_array, read_fingerprint, read_slice_table
 from pseudohealthy.data.splits import read_splits, subset_cases
 from pseudohealthy.errors import UserError
@@ -48,6 +49,7 @@ class SliceDataset(Dataset):
         crop_size: int | None = None,
         lesion_crop_probability: float = 0.7,
         with_healthy: bool = False,
+        intensity_augment: bool = False,
         lesion_free: bool = False,
     ) -> None:
         if split not in SPLITS:
@@ -81,6 +83,7 @@ class SliceDataset(Dataset):
                             "(train.supervised_weight > 0); make a data set with inserted lesions "
                             "(`pseudohealthy phantom --kind inserted --from DATA`) or set train.supervised_weight=0.")
         self.with_healthy = with_healthy
+        self.intensity_augment = intensity_augment
         if crop_size is not None and (crop_size < 1 or crop_size > min(self.working_size)):
             raise UserError(f"{self.cache_dir}: crop size {crop_size} must be between 1 and the slice size {min(self.working_size)}.")
         self.crop_size = crop_size
@@ -122,6 +125,10 @@ class SliceDataset(Dataset):
             if healthy is not None:
                 image, healthy = apply_augmentation(params, image)[0], apply_augmentation(params, healthy)[0]
             image, lesion, region = apply_augmentation(params, image, lesion, region)
+        if self.intensity_augment:
+            params_i = sample_intensity(np.random.default_rng([self.seed, self.epoch, row, 11]))
+            image = apply_intensity(params_i, image)
+            healthy = apply_intensity(params_i, healthy) if healthy is not None else None
         if self.crop_size is not None:
             top, left = self._crop_corner(row, lesion, region)
             cut = (slice(top, top + self.crop_size), slice(left, left + self.crop_size))

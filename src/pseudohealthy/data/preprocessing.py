@@ -20,6 +20,10 @@ Steps, in order
      min-max equals the per-slice min-max of the clipped values, so it is computed directly; the
      background stands for the region's lowest clipped intensity. A constant slice (no region) is
      -1 with the volume's scale.
+   - ``reference``: the reference code's data path exactly: the upper clip is the ``clip_percentile``
+     percentile of *all* voxels (its histogram counts the background too), the background is the
+     z-score's 0, i.e. the region's mean clipped intensity, then each slice is min-maxed to [-1, 1]
+     (so the background is a mid grey, not -1).
 3. Working size (``working_size``, ``resize_mode``), a square the networks can downsample (multiple
    of 16): ``resize`` pads a non-square slice to a square with background (anatomy keeps its aspect),
    then resizes (images: linear with anti-aliasing; masks: area coverage >= 0.5); ``crop`` centre
@@ -34,7 +38,8 @@ import numpy as np
 from pseudohealthy.config import PreprocessConfig
 from pseudohealthy.errors import UserError
 
-NORMALIZATIONS = ("volume", "zscore-slice")
+NORMALIZATIONS = ("volume", "zscore-slice", "reference")
+PER_SLICE = ("zscore-slice", "reference")  # min-max of each slice after a background fill
 RESIZE_MODES = ("resize", "crop")
 INTENSITY_MODES = ("percentile", "range")
 DEFAULT_CT_RANGE = (-200.0, 250.0)  # HU, the paper's LiTS window
@@ -198,6 +203,9 @@ def _clip_bounds(image: np.ndarray, cfg: PreprocessConfig, region: np.ndarray | 
     if mode == "range":
         low, high = cfg.clip_range if cfg.clip_range is not None else DEFAULT_CT_RANGE
         return float(low), float(high)
+    if cfg.normalization == "reference":
+        high = _reference_upper_clip(image, cfg.clip_percentile)
+        return 0.0, high if high > 0 else 1.0
     stats_region = region if region is not None else image > 0
     values = image[stats_region]
     values = values[values > 0]  # the lower clip is 0: only positive voxels can set the upper one
@@ -207,14 +215,34 @@ def _clip_bounds(image: np.ndarray, cfg: PreprocessConfig, region: np.ndarray | 
     return 0.0, high if high > 0 else 1.0
 
 
-def _affine_per_slice(image: np.ndarray, region: np.ndarray, low: float, high: float, normalization: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """``scale``, ``offset`` (Z,) float64 and the background fill value (clipped units) for ``(X, Y, Z)``."""
+def _reference_upper_clip(image: np.ndarray, percentile: float) -> float:
+    """The reference code's clip: the smallest integer intensity below which more than ``percentile``%
+    of *all* voxels (background included) lie, on intensities truncated to integers."""
+    values = np.trunc(np.asarray(image, dtype=np.float64)).ravel()
+    index = min(values.size - 1, int(np.floor(values.size * percentile / 100.0)))
+    return float(np.partition(values, index)[index])
+
+
+def _affine_per_slice(image: np.ndarray, region: np.ndarray, low: float, high: float, normalization: str,
+                      fill: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """``scale``, ``offset`` (Z,) float64 and the background fill value (clipped units) for ``(X, Y, Z)``.
+
+    ``fill`` overrides the per-slice modes' background value (input units).
+    """
     depth = image.shape[2]
     volume_scale = 2.0 / (high - low)
     if normalization == "volume":
         return np.full(depth, volume_scale), np.full(depth, -1.0 - low * volume_scale), low
-    # zscore-slice: background takes the region's minimum, then each slice is min-maxed.
-    fill = float(np.clip(image[region].min(), low, high)) if region.any() else low
+    # Per slice: the background takes the region's minimum (zscore-slice) or mean (reference, the
+    # z-score's 0), then each slice is min-maxed.
+    if fill is not None:
+        fill = float(np.clip(fill, low, high))
+    elif not region.any():
+        fill = low
+    elif normalization == "reference":
+        fill = float(np.clip(image[region], low, high).mean())
+    else:
+        fill = float(np.clip(image[region].min(), low, high))
     scale = np.empty(depth)
     offset = np.empty(depth)
     for z in range(depth):
@@ -232,7 +260,7 @@ def _normalise(image: np.ndarray, prepared: PreparedVolume, region: np.ndarray, 
     """
     low, high = prepared.clip
     out = np.clip(image, low, high).astype(np.float32, copy=False)
-    if normalization == "zscore-slice":
+    if normalization in PER_SLICE:
         out[~region] = prepared.fill
     # scale * x + offset written as scale * (x - floor) - 1, so the slice's lowest value lands on
     # exactly -1 in float32 (background stays exactly -1, also for CT's negative lower clip).
@@ -261,10 +289,22 @@ def prepare_volume(image: np.ndarray, cfg: PreprocessConfig, region: np.ndarray 
     low, high = _clip_bounds(image, cfg, region, mode)
     if region is None:
         region = image > low
+    return prepare_clipped_volume(image, cfg, region, (low, high), mode)
+
+
+def prepare_clipped_volume(image: np.ndarray, cfg: PreprocessConfig, region: np.ndarray, clip: tuple[float, float],
+                           mode: str, fill: float | None = None) -> PreparedVolume:
+    """:func:`prepare_volume` with the clip bounds ``(low, high)`` already chosen (input units).
+
+    For data that arrive already clipped (the reference code's slice files): ``mode`` is recorded as
+    the intensity mode; the region (bool ``(X, Y, Z)``) is required; ``fill`` (input units) overrides
+    the background value of the per-slice normalisations.
+    """
+    low, high = float(clip[0]), float(clip[1])
     region = np.asarray(region, dtype=bool)
     if region.shape != image.shape:
         raise UserError(f"region mask shape {region.shape} differs from image shape {image.shape}.")
-    scale, offset, fill = _affine_per_slice(image, region, low, high, cfg.normalization)
+    scale, offset, fill = _affine_per_slice(image, region, low, high, cfg.normalization, fill)
     geometry = make_geometry(image.shape[:2], cfg)
     prepared = PreparedVolume(
         slices=np.empty(0, np.float32), region=np.empty(0, bool), scale=scale, offset=offset, clip=(low, high),

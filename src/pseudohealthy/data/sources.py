@@ -83,7 +83,9 @@ def detect_source(root: str | Path) -> str:
         return "lits"
     if any(re.search(r"[_-]seg\.nii", n) for n in names) or any(re.search(r"[_-](t2|t2w|flair|t1|t1ce)\.nii", n) for n in names):
         return "brats"
-    raise UserError(f"{root}: no BraTS, LiTS or nnU-Net-style NIfTI files found in this folder.")
+    if not names and next(iter(root.rglob("*.npy")), None) is not None:
+        return "reference-npy"  # the reference code's per-slice dicts (pseudohealthy.data.reference_npy)
+    raise UserError(f"{root}: no BraTS, LiTS or nnU-Net-style NIfTI files (nor reference .npy slices) found in this folder.")
 
 
 def _brats_case(folder: Path, modality: str, grade: str | None) -> CaseFiles | None:

@@ -3,15 +3,49 @@
 `build_generator(cfg)`: `(B, 1, H, W)` -> `(B, 1, H, W)` with the global residual `G(x) = net(x) + x`.
 `build_segmentor(cfg)`: `(B, 1, H, W)` -> logits `(B, 2, H, W)`.
 H and W must be divisible by :func:`size_multiple` (`2 ** max(gen_downsamplings, seg_depth)`).
+
+``cfg.slice_layout``: this package's slices are axial slices of the canonical (RAS) volume, rows along
+x. ``reference`` networks were trained on slices as the reference code reads BraTS files (SimpleITK's
+array order of the LPS-stored volume: rows along y, both axes reversed); forward hooks turn each
+input into that layout and the output back (exact: the map only permutes pixels, and is its own inverse).
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from pseudohealthy.config import ModelConfig
+
+
+SLICE_LAYOUTS = ("canonical", "reference")
+
+
+def to_reference_layout(x: torch.Tensor) -> torch.Tensor:
+    """``(..., H, W)`` canonical (RAS, rows along x) <-> the reference code's BraTS layout; its own inverse."""
+    return x.flip(-2, -1).transpose(-2, -1)
+
+
+def _layout_in(_module: nn.Module, args: tuple) -> tuple:
+    return (to_reference_layout(args[0]), *args[1:])
+
+
+def _layout_out(_module: nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor:
+    return to_reference_layout(output)
+
+
+def _with_layout(net: nn.Module, layout: str) -> nn.Module:
+    """Hooks that present slices to ``net`` in ``layout`` (no parameters, state-dict keys unchanged)."""
+    if layout not in SLICE_LAYOUTS:
+        from pseudohealthy.errors import UserError
+
+        raise UserError(f"model.slice_layout {layout!r} is unknown; choose one of {', '.join(SLICE_LAYOUTS)}.")
+    if layout == "reference":
+        net.register_forward_pre_hook(_layout_in)
+        net.register_forward_hook(_layout_out)
+    return net
 
 
 def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int = 1) -> nn.Module:
@@ -24,9 +58,10 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
     """
     from pseudohealthy.models.generator import ResnetGenerator
 
-    return ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings,
-                           norm=cfg.gen_norm, zero_init=cfg.gen_zero_init and output in ("residual", "additive"),
-                           gate=cfg.gen_gate and output == "residual", in_channels=in_channels, output=output, out_channels=1)
+    net = ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings,
+                          norm=cfg.gen_norm, zero_init=cfg.gen_zero_init and output in ("residual", "additive"),
+                          gate=cfg.gen_gate and output == "residual", in_channels=in_channels, output=output, out_channels=1)
+    return _with_layout(net, cfg.slice_layout)
 
 
 def build_critic(cfg: ModelConfig, norm: str = "none") -> nn.Module:
@@ -38,10 +73,12 @@ def build_critic(cfg: ModelConfig, norm: str = "none") -> nn.Module:
 
 
 def build_segmentor(cfg: ModelConfig) -> nn.Module:
-    """The U-Net segmentor (BatchNorm, bilinear upsampling, 2 logits) with widths from ``cfg``."""
+    """The U-Net segmentor (BatchNorm, bilinear upsampling, 2 logits) with widths and layout from ``cfg``."""
     from pseudohealthy.models.segmentor import UNet
 
-    return UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels)
+    net = UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels, decoder=cfg.seg_decoder,
+               align_corners=cfg.seg_align_corners, bias=cfg.seg_conv_bias)
+    return _with_layout(net, cfg.slice_layout)
 
 
 def size_multiple(cfg: ModelConfig) -> int:
@@ -54,4 +91,4 @@ def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["build_critic", "build_generator", "build_segmentor", "count_parameters", "size_multiple"]
+__all__ = ["build_critic", "build_generator", "build_segmentor", "count_parameters", "size_multiple", "to_reference_layout"]

@@ -50,15 +50,20 @@ class ResidualBlock(nn.Module):
 
 
 class DoubleConv(nn.Module):
-    """One U-Net level: (3x3 conv, BatchNorm, ReLU) twice; keeps H and W."""
+    """One U-Net level: (3x3 conv, BatchNorm, ReLU) twice; keeps H and W.
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    ``mid_channels`` is the first conv's width (default ``out_channels``); ``bias`` puts biases on the
+    convs (the reference code has them; before BatchNorm they only shift its running mean).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None, bias: bool = False) -> None:
         super().__init__()
+        mid = out_channels if mid_channels is None else mid_channels
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
+            nn.Conv2d(in_channels, mid, 3, padding=1, bias=bias),
+            nn.BatchNorm2d(mid),
             nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.Conv2d(mid, out_channels, 3, padding=1, bias=bias),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )

@@ -1,0 +1,1 @@
+"""Interoperability with other code: the paper's reference implementation."""
