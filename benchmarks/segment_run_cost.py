@@ -29,7 +29,7 @@ def main() -> None:
     from pseudohealthy.data.splits import read_splits
     from pseudohealthy.experiments.segmentation import (RunSpec, SegmentExperimentConfig, enhanced_images, predict,
                                                         synthesize_cache, train_segmentor)
-    from pseudohealthy.training.checkpoint import load_generator
+    from pseudohealthy.checkpoints import load_generator
 
     device = torch.device("cpu")
     generator, _, _ = load_generator(args.checkpoint, device)

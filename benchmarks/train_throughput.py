@@ -61,7 +61,7 @@ def measure(preset: str, size: int, steps: int, batch: int | None, device_name: 
 
     from pseudohealthy.config import resolve_run_config
     from pseudohealthy.models import count_parameters
-    from pseudohealthy.training.device import resolve_device
+    from pseudohealthy.device import resolve_device
     from pseudohealthy.training.gvs import GVSModel
 
     if threads:

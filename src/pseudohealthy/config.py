@@ -83,7 +83,7 @@ class TrainConfig:
     gate_weight: float = 0.0  # BCE of a gated generator's gate against the lesion mask (model.gen_gate)
     crop_size: int | None = None  # train on seeded random crops of this size (native resolution); None: whole slices
     lesion_crop_probability: float = 0.7  # a crop is centred near a lesion pixel with this probability
-    max_minutes: float | None = None  # wall-clock budget: stop with a checkpoint when spent; lr decays over it
+    max_minutes: float | None = None  # time budget (budget_clock): stop with a checkpoint when spent; lr decays over it
     train_fraction: float = 1.0  # GVS(0.3) trains on 30% of the training cases
     lesion_only: bool = True  # train on lesion-containing slices only (paper)
     augment: bool = False  # seeded flips and small rotations
@@ -95,6 +95,44 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None  # cap for quick runs and tests
     preview_slices: int = 4
     keep_checkpoints: int = 0  # newest epoch-XXX.pt files kept (last.pt always); 0 keeps every epoch's
+    budget_clock: str = "wall"  # clock of max_minutes: wall (elapsed) | cpu (this process's CPU time: fair on a shared machine)
+
+
+@dataclass
+class VAGANConfig:
+    """VA-GAN (Baumgartner et al., CVPR 2018): additive map, WGAN-GP critic, L1 on the map."""
+
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.0, 0.9)
+    critic_steps: int = 5  # critic updates per generator update
+    gp_weight: float = 10.0
+    map_l1_weight: float = 100.0  # weight of mean |M| (their code)
+
+
+@dataclass
+class PHSGANConfig:
+    """PHS-GAN (Xia et al., MIDL 2020 / MedIA): generator, segmentor, reconstructor, WGAN-GP critics.
+
+    ``weights``: their code's six loss weights, in its order: adversarial on the pseudo-healthy image,
+    segmentation (Dice) of the input's lesion, cycle 1 reconstruction (L1), adversarial on the
+    synthetic pathological image, cycle 2 healthy reconstruction (L1), cycle 2 mask reconstruction (L1).
+    """
+
+    lr: float = 1e-5
+    betas: tuple[float, float] = (0.5, 0.999)
+    critic_steps: int = 5
+    gp_weight: float = 10.0
+    weights: tuple[float, float, float, float, float, float] = (2.0, 10.0, 20.0, 1.0, 10.0, 10.0)
+
+
+@dataclass
+class ANTGANConfig:
+    """ANT-GAN (Sun et al., 2020): CycleGAN with a shortcut abnormal->normal generator and mask-guided losses."""
+
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    cycle_weight: float = 10.0  # L1 cycle consistency, both directions (CycleGAN)
+    normal_l2_weight: float = 10.0  # L2 between input and output on normal (non-lesion) pixels
 
 
 @dataclass
@@ -103,8 +141,12 @@ class RunConfig:
 
     data: str = ""  # slice cache folder written by `pseudohealthy preprocess`
     preset: str = DEFAULT_PRESET
+    method: str = "gvs"  # gvs | vagan | phsgan | antgan (pseudohealthy.methods); synthesis reads it back
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    vagan: VAGANConfig = field(default_factory=VAGANConfig)  # read only when method is vagan
+    phsgan: PHSGANConfig = field(default_factory=PHSGANConfig)
+    antgan: ANTGANConfig = field(default_factory=ANTGANConfig)
 
 
 _HYBRID_MODEL = {"gen_channels": 32, "gen_blocks": 6, "seg_base": 32, "seg_max_channels": 256,

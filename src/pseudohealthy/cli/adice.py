@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         from pseudohealthy.evaluation.outputs import refuse_existing_file, write_json
         from pseudohealthy.evaluation.runner import collect_method_slices
         from pseudohealthy.metrics.adice import ADiceConfig, adice, check_config
-        from pseudohealthy.training.device import resolve_device
+        from pseudohealthy.device import resolve_device
 
         cfg = replace(ADiceConfig(), trials=trials, epochs=epochs, seed=seed, device=str(resolve_device(device)))
         check_config(cfg)

@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         from pseudohealthy.evaluation.tables import table_rows
         from pseudohealthy.metrics.adice import ADiceConfig
         from pseudohealthy.metrics.healthiness import HealthinessConfig
-        from pseudohealthy.training.device import resolve_device
+        from pseudohealthy.device import resolve_device
 
         dev = str(resolve_device(device))
         checkpoints = {}

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         from pseudohealthy.evaluation.outputs import refuse_existing_file, write_json
         from pseudohealthy.evaluation.runner import collect_method_slices, healthiness_training_slices
         from pseudohealthy.metrics.healthiness import HealthinessConfig, HealthinessMetric, reference_segmentor
-        from pseudohealthy.training.device import resolve_device
+        from pseudohealthy.device import resolve_device
 
         cfg = replace(HealthinessConfig(), epochs=epochs, seed=seed, device=str(resolve_device(device)))
         if output is not None:

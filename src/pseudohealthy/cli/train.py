@@ -1,4 +1,5 @@
-"""`pseudohealthy train`: GVS training on a slice cache, into a run folder; `--resume RUN_DIR` continues one.
+"""`pseudohealthy train`: GVS (or a baseline: `--method vagan|phsgan|antgan`) on a slice cache, into a run
+folder; `--resume RUN_DIR` continues one.
 
 Multi-GPU (or multi-process CPU) training: `torchrun --nproc_per_node=N -m pseudohealthy train ...`.
 """
@@ -29,7 +30,7 @@ PRESET_HELP = "Network/training preset: " + "; ".join(
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train", help="Train GVS (generator versus segmentor) on a slice cache into a run folder.")
+    @app.command("train", help="Train GVS (generator versus segmentor), or a baseline with --method, on a slice cache into a run folder.")
     @friendly
     def train_command(
         overrides: Optional[List[str]] = typer.Argument(
@@ -39,6 +40,7 @@ def register(app: typer.Typer) -> None:
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run folder to create (config, losses, previews, checkpoints)."),
         config: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON RunConfig file (see config.yaml of any run)."),
         preset: Optional[str] = typer.Option(None, "--preset", help=PRESET_HELP),
+        method: Optional[str] = typer.Option(None, "--method", help="gvs (default) | vagan | phsgan | antgan: the paper's Table I baselines."),
         device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda (bf16 autocast on CUDA)."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (train.seed; default 0)."),
         resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder after its last completed epoch."),
@@ -55,9 +57,11 @@ def register(app: typer.Typer) -> None:
             extra.append(f"train.device={device}")
         if seed is not None:
             extra.append(f"train.seed={seed}")
+        if method is not None:
+            extra.append(f"method={method}")
         if resume is not None:
-            if config is not None or preset is not None or overrides:
-                raise UserError(f"{resume}: --resume continues with the run's own config.yaml; drop --config, --preset and overrides.")
+            if config is not None or preset is not None or method is not None or overrides:
+                raise UserError(f"{resume}: --resume continues with the run's own config.yaml; drop --config, --preset, --method and overrides.")
             if output is not None and output.resolve() != resume.resolve():
                 raise UserError(f"{output}: --output differs from the --resume folder {resume}; give only --resume.")
             if not (resume / "config.yaml").is_file():

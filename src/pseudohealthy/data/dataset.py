@@ -31,7 +31,8 @@ SPLITS = ("train", "test", "all")
 class SliceDataset(Dataset):
     """Slices of one split of a cache.
 
-    ``lesion_only`` keeps lesion-containing slices (the paper trains on these only); ``fraction``
+    ``lesion_only`` keeps lesion-containing slices (the paper trains on these only), ``lesion_free``
+    the others (the healthy slices the baselines train against); ``fraction``
     keeps a seeded subset of the split's cases (at least one; nested across fractions for one seed:
     GVS(0.3) is trained on a subset of GVS(0.5)'s cases); ``augment`` applies seeded flips and small
     rotations, replayable per ``(seed, epoch, cache row)`` (call :meth:`set_epoch` each epoch).
@@ -49,9 +50,12 @@ class SliceDataset(Dataset):
         lesion_crop_probability: float = 0.7,
         with_healthy: bool = False,
         intensity_augment: bool = False,
+        lesion_free: bool = False,
     ) -> None:
         if split not in SPLITS:
             raise UserError(f"split {split!r} is unknown; choose one of {', '.join(SPLITS)}.")
+        if lesion_only and lesion_free:
+            raise UserError("a slice data set cannot be both lesion_only and lesion_free.")
         self.cache_dir = Path(cache_dir)
         self.fingerprint: dict[str, Any] = read_fingerprint(self.cache_dir)
         self.split = split
@@ -69,7 +73,8 @@ class SliceDataset(Dataset):
             cases = subset_cases(cases, fraction, seed)
         self.case_ids: list[str] = sorted(cases)
         keep = set(self.case_ids)
-        self.rows = [r for r in table if r.case_id in keep and (r.has_lesion or not lesion_only)]
+        self.rows = [r for r in table if r.case_id in keep and (r.has_lesion or not lesion_only)
+                     and not (r.has_lesion and lesion_free)]
         self._indices = np.array([r.index for r in self.rows], dtype=np.int64)
         self.working_size: tuple[int, int] = tuple(self.fingerprint["working_size"])  # type: ignore[assignment]
         self.has_healthy: bool = bool(self.fingerprint.get("has_healthy", False))

@@ -222,8 +222,8 @@ def run_segment_experiment(cache_dir: Path, checkpoint: Path, output: Path, cfg:
     from pseudohealthy.config import to_dict
     from pseudohealthy.data.cache import open_array, read_fingerprint, read_slice_table
     from pseudohealthy.data.splits import read_splits, subset_cases
-    from pseudohealthy.training.checkpoint import load_generator
-    from pseudohealthy.training.device import resolve_device
+    from pseudohealthy.checkpoints import load_generator
+    from pseudohealthy.device import resolve_device
 
     check_config(cfg)
     fingerprint = read_fingerprint(cache_dir)

@@ -21,7 +21,7 @@ from pseudohealthy.data.nifti_io import Volume, is_nifti, load_nifti, save_like,
 from pseudohealthy.data.preprocessing import prepare_volume, residual_to_input_units
 from pseudohealthy.data.sources import find_cases
 from pseudohealthy.errors import UserError
-from pseudohealthy.training.device import autocast, resolve_device
+from pseudohealthy.device import autocast, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def save_preview(result: SynthesisResult, path: Path) -> Path:
 
 def open_generator(checkpoint: Path, device: str = "auto") -> tuple[torch.nn.Module, PreprocessConfig, torch.device]:
     """The trained generator on the chosen device and the preprocessing it was trained with."""
-    from pseudohealthy.training.checkpoint import load_generator
+    from pseudohealthy.checkpoints import load_generator
 
     torch_device = resolve_device(device)
     generator, _run_cfg, preprocess = load_generator(checkpoint, torch_device)
@@ -177,7 +177,7 @@ def open_generator(checkpoint: Path, device: str = "auto") -> tuple[torch.nn.Mod
 
 def run_synthesis(
     checkpoint: Path,
-    input_path: Path,
+    input_path: Path | list[tuple[str, Path]],
     output: Path,
     device: str = "auto",
     overwrite: bool = False,
@@ -185,15 +185,16 @@ def run_synthesis(
     batch_size: int = 16,
 ) -> list[Path]:
     """Synthesise every volume under ``input_path`` and write ``<case>.nii.gz``, ``<case>_residual.nii.gz``,
-    ``<case>.png`` into ``output``; returns the synthetic volumes' paths."""
+    ``<case>.png`` into ``output``; returns the synthetic volumes' paths. ``input_path`` may also be a
+    list of ``(case_id, image path)``."""
     from tqdm.auto import tqdm
 
     from pseudohealthy.errors import refuse_existing_output
-    from pseudohealthy.training.checkpoint import read_checkpoint
+    from pseudohealthy.checkpoints import read_checkpoint
 
     generator, cfg, torch_device = open_generator(checkpoint, device)
     stats = read_checkpoint(checkpoint).get("intensity_stats")
-    inputs = list_inputs(Path(input_path), cfg)
+    inputs = list(input_path) if isinstance(input_path, list) else list_inputs(Path(input_path), cfg)
     refuse_existing_output(output, overwrite)
     output.mkdir(parents=True, exist_ok=True)
     written = []

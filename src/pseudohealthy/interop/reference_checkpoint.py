@@ -149,7 +149,7 @@ def import_reference_checkpoint(checkpoint: Path, output: Path, overwrite: bool 
     from pseudohealthy.data.cache import sha256_file
     from pseudohealthy.data.preprocessing import validate_config
     from pseudohealthy.models import build_generator, build_segmentor, count_parameters
-    from pseudohealthy.training.checkpoint import FORMAT, FORMAT_VERSION, atomic_save, read_checkpoint
+    from pseudohealthy.checkpoints import FORMAT, FORMAT_VERSION, atomic_save, read_checkpoint
 
     checkpoint, output = Path(checkpoint), Path(output)
     payload = load_reference_payload(checkpoint)

@@ -41,7 +41,7 @@ def segmentor_dice(segmentor: Any, images: np.ndarray, lesions: np.ndarray, devi
 def checkpoint_preprocess_config(path: str | Path):
     """The PreprocessConfig a GVS checkpoint was trained with (so its segmentor sees the same slices)."""
     from pseudohealthy.config import PreprocessConfig, from_dict
-    from pseudohealthy.training.checkpoint import read_checkpoint
+    from pseudohealthy.checkpoints import read_checkpoint
 
     return from_dict(PreprocessConfig, dict(read_checkpoint(path)["preprocess"]), where=f"{path}: preprocess")
 
@@ -52,7 +52,7 @@ def checkpoint_generalisation(checkpoint: str | Path, cases: list[Any], device: 
     Slices are prepared with the checkpoint's own preprocessing (working size included).
     """
     from pseudohealthy.data.preprocessing import prepare_mask, prepare_volume
-    from pseudohealthy.training.checkpoint import load_segmentor
+    from pseudohealthy.checkpoints import load_segmentor
 
     segmentor, _ = load_segmentor(checkpoint, device)
     cfg = checkpoint_preprocess_config(checkpoint)

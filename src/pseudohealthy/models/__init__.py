@@ -48,13 +48,28 @@ def _with_layout(net: nn.Module, layout: str) -> nn.Module:
     return net
 
 
-def build_generator(cfg: ModelConfig) -> nn.Module:
-    """The ResNet encoder-decoder generator with widths and depths from ``cfg``, N(0, 0.02) init."""
+def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int = 1) -> nn.Module:
+    """The ResNet encoder-decoder generator with widths and depths from ``cfg``, N(0, 0.02) init.
+
+    ``output``: residual (GVS) | additive | image | shortcut (see models/generator.py); ``in_channels``
+    > 1 (image output only) makes a network of several stacked inputs, e.g. image and lesion map.
+    ``cfg.gen_gate`` applies to the residual form only, ``cfg.gen_zero_init`` to the forms that add to
+    the input (a zero last conv makes them the identity; an image output would start blank).
+    """
     from pseudohealthy.models.generator import ResnetGenerator
 
     net = ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings,
-                          norm=cfg.gen_norm, zero_init=cfg.gen_zero_init, gate=cfg.gen_gate)
+                          norm=cfg.gen_norm, zero_init=cfg.gen_zero_init and output in ("residual", "additive"),
+                          gate=cfg.gen_gate and output == "residual", in_channels=in_channels, output=output, out_channels=1)
     return _with_layout(net, cfg.slice_layout)
+
+
+def build_critic(cfg: ModelConfig, norm: str = "none") -> nn.Module:
+    """A PatchGAN-style critic / discriminator ``(B, 1, H, W)`` -> scores ``(B, 1, h, w)``, first width
+    ``cfg.gen_channels`` (the generator's, so that the baselines stay the size of GVS)."""
+    from pseudohealthy.models.critic import PatchCritic
+
+    return PatchCritic(channels=cfg.gen_channels, layers=cfg.gen_downsamplings + 1, norm=norm)
 
 
 def build_segmentor(cfg: ModelConfig) -> nn.Module:
@@ -76,4 +91,4 @@ def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["build_generator", "build_segmentor", "count_parameters", "size_multiple", "to_reference_layout"]
+__all__ = ["build_critic", "build_generator", "build_segmentor", "count_parameters", "size_multiple", "to_reference_layout"]

@@ -2,6 +2,9 @@
 
 `G(x) = tanh(net(x)) + x`: the network predicts a bounded correction that is added to the input, so
 an untrained (or zero) correction leaves the image unchanged and identity is the easy default.
+The baselines reuse the same encoder-decoder with another output form (``output``):
+``residual`` (GVS) `tanh(net(x)) + x`; ``additive`` (VA-GAN) `net(x) + x`, an unbounded map;
+``image`` (PHS-GAN, CycleGAN) `tanh(net(x))`; ``shortcut`` (ANT-GAN) `tanh(net(x) + x)`.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from pseudohealthy.models.blocks import ResidualBlock, conv_bias, init_normal, i
 
 
 GATE_CORRECTION_RANGE = 2.0
+
+OUTPUTS = ("residual", "additive", "image", "shortcut")
 
 
 class ResnetGenerator(nn.Module):
@@ -27,11 +32,20 @@ class ResnetGenerator(nn.Module):
     """
 
     def __init__(self, channels: int = 64, blocks: int = 9, downsamplings: int = 2, in_channels: int = 1,
-                 norm: str = "instance", zero_init: bool = False, gate: bool = False) -> None:
+                 norm: str = "instance", zero_init: bool = False, gate: bool = False, output: str = "residual",
+                 out_channels: int | None = None) -> None:
         super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"output {output!r} is unknown; choose one of {', '.join(OUTPUTS)}")
+        out_channels = in_channels if out_channels is None else out_channels
+        if output != "image" and out_channels != in_channels:
+            raise ValueError("an output added to the input needs as many output channels as input channels")
+        if gate and output != "residual":
+            raise ValueError("only the residual output form has a gate")
         bias = conv_bias(norm)
         self.gate = gate
         self.downsamplings = downsamplings
+        self.output = output
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
             nn.Conv2d(in_channels, channels, 7, bias=bias),
@@ -55,10 +69,10 @@ class ResnetGenerator(nn.Module):
                 nn.ReLU(inplace=True),
             ]
             width //= 2
-        out_channels = 2 * in_channels if gate else in_channels
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, out_channels, 7)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, 2 * out_channels if gate else out_channels, 7)]
         if not gate:
-            layers.append(nn.Tanh())
+            # additive and shortcut apply no tanh inside the net (Identity keeps the layer indices).
+            layers.append(nn.Tanh() if output in ("residual", "image") else nn.Identity())
         self.net = nn.Sequential(*layers)
         if norm == "instance":
             init_normal(self)
@@ -80,7 +94,12 @@ class ResnetGenerator(nn.Module):
     def forward(self, x: torch.Tensor, return_gate: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``G(x)``; with ``return_gate`` also the gate's logits ``(B, 1, H, W)`` (None without a gate)."""
         if not self.gate:
-            out = self.net(x) + x
+            if self.output == "image":
+                out = self.net(x)
+            elif self.output == "shortcut":
+                out = torch.tanh(self.net(x) + x)
+            else:
+                out = self.net(x) + x
             return (out, None) if return_gate else out
         correction, gate_logit = self.net(x).chunk(2, dim=1)
         out = x + torch.sigmoid(gate_logit) * (GATE_CORRECTION_RANGE * torch.tanh(correction))

@@ -27,7 +27,7 @@ from pseudohealthy.losses import adversarial_ce, difference_aware_ce, residual_m
 from pseudohealthy.losses.residual import lesion_fill_mse, supervised_l1
 from pseudohealthy.models import build_generator, build_segmentor
 from pseudohealthy.training.checkpoint import unwrap
-from pseudohealthy.training.device import autocast
+from pseudohealthy.training.device import autocast, eval_forward
 from pseudohealthy.training.schedule import poly_scheduler
 
 SEG_LOSSES = ("wce", "ce")
@@ -66,6 +66,10 @@ class GVSModel:
     ``share_generator_forward``: under seg-first, one G forward feeds Step A and Step B (default);
     False runs the naive two forwards (kept for the equivalence test and the benchmark).
     """
+
+    # Registered as method `gvs` (pseudohealthy.methods): the loop reads these two.
+    loss_names = ("loss_s", "loss_g", "loss_adv", "loss_res", "loss_sup")
+    check_options = staticmethod(check_train_options)
 
     def __init__(self, run_config: RunConfig, device: torch.device | str = "cpu", distributed: bool = False,
                  share_generator_forward: bool = True) -> None:
@@ -206,18 +210,9 @@ class GVSModel:
         return dict(zip(keys, values))
 
     # -- inference, schedule, state ------------------------------------------------------------
-    @torch.no_grad()
     def synthesize(self, x: torch.Tensor) -> torch.Tensor:
         """`x_s = G(x)` in eval mode without gradient: `(B, 1, H, W)` -> `(B, 1, H, W)` float32 on x's device."""
-        generator = unwrap(self.generator)
-        was_training = generator.training
-        generator.eval()
-        try:
-            with autocast(self.device, self.amp):
-                out = generator(x.to(self.device)).float()
-        finally:
-            generator.train(was_training)
-        return out.to(x.device)
+        return eval_forward(unwrap(self.generator), x, self.device, self.amp)
 
     def step_schedulers(self) -> None:
         """Apply the poly decay after an epoch."""
@@ -230,6 +225,10 @@ class GVSModel:
             for group in optimiser.param_groups:
                 group["lr"] = lr
 
+    def decay_learning_rates(self, done: float) -> None:
+        """The loop's time-budget schedule: ``lr = base * (1 - done) ** poly_power``, ``done`` in [0, 1]."""
+        self.set_learning_rate(self.train_cfg.lr * (1.0 - done) ** self.train_cfg.poly_power)
+
     def learning_rates(self) -> dict[str, float]:
         return {"lr_g": self.opt_g.param_groups[0]["lr"], "lr_s": self.opt_s.param_groups[0]["lr"]}
 
@@ -241,6 +240,9 @@ class GVSModel:
 
             for buffer in unwrap(self.segmentor).buffers():
                 dist.broadcast(buffer, src=0)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "segmentor": self.segmentor}
 
     def state_dict(self) -> dict[str, Any]:
         """Both nets (unwrapped), both optimisers and schedulers: tensors and plain values only."""

@@ -1,9 +1,10 @@
-"""The GVS training loop, made of named hooks (nnU-Net's `run_training` shape).
+"""The training loop of every registered method (GVS and the baselines), made of named hooks
+(nnU-Net's `run_training` shape). The method object comes from the registry (`pseudohealthy.methods`).
 
     on_train_start                    run folder, data, model, resume state
     for each epoch:
         on_epoch_start(epoch)         sampler and augmentation seeded by (seed, epoch), progress bar
-        train_step(batch)             one GVS iteration (Step A + Step B) through GVSModel
+        train_step(batch)             one iteration of the method object (GVS: Step A + Step B)
         on_epoch_end(epoch)           lr step, losses.csv row, preview PNG, checkpoint
     on_train_end                      final log line; returns checkpoints/last.pt
 
@@ -12,6 +13,8 @@ A variant overrides a hook, not the loop. The run folder holds `config.yaml`, `p
 Nothing finished is lost: a checkpoint is written atomically after every epoch (and the initial state
 as epoch 0), Ctrl-C or SIGTERM leaves the last completed epoch on disk, and `resume=True` continues
 after it with the same batches an uninterrupted run would have seen.
+A time budget (`train.max_minutes`, on the wall clock or this process's CPU time) is checked before
+each step: once spent, the epoch ends early, is saved like any other, and training stops.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from pseudohealthy.config import RunConfig, to_dict, write_config
 from pseudohealthy.errors import UserError
 from pseudohealthy.models import count_parameters, size_multiple
 from pseudohealthy.training import distributed
-from pseudohealthy.training.checkpoint import (
+from pseudohealthy.checkpoints import (
     FORMAT,
     FORMAT_VERSION,
     atomic_alias,
@@ -44,14 +47,12 @@ from pseudohealthy.training.checkpoint import (
     set_rng_state,
     unwrap,
 )
-from pseudohealthy.training.device import resolve_device
-from pseudohealthy.training.gvs import GVSModel, check_train_options
+from pseudohealthy.device import resolve_device
+from pseudohealthy.methods import check_run_config, create_method, method_entry
 from pseudohealthy.training.previews import save_preview
 
-LOSS_KEYS = ("loss_s", "loss_g", "loss_adv", "loss_res", "loss_sup")
-CSV_FIELDS = ("epoch", "steps", *LOSS_KEYS, "lr_g", "lr_s", "seconds")
-# Train settings that may differ on resume (where and how fast, not what is learned).
-RESUME_FREE_KEYS = {"device", "num_workers", "amp"}
+# Train settings that may differ on resume (where and how fast, and for how long, not what is learned).
+RESUME_FREE_KEYS = {"device", "num_workers", "amp", "max_minutes"}
 
 
 class TrainingInterrupted(UserError):
@@ -111,16 +112,20 @@ def seed_everything(seed: int) -> None:
 
 def _config_differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
     a, b = to_dict(saved), to_dict(wanted)
-    diffs = [f"model.{k}" for k in a["model"] if a["model"][k] != b["model"].get(k)]
-    diffs += [f"train.{k}" for k in a["train"] if k not in RESUME_FREE_KEYS and a["train"][k] != b["train"].get(k)]
+    diffs = ["method"] if a["method"] != b["method"] else []
+    for section, values in a.items():
+        if isinstance(values, dict):
+            free = RESUME_FREE_KEYS if section == "train" else set()
+            diffs += [f"{section}.{k}" for k in values if k not in free and values[k] != b[section].get(k)]
     return diffs
 
 
 class GVSTrainer:
-    """Train GVS on a slice cache into a run folder; see the module docstring for the hooks."""
+    """Train the run's method (GVS by default) on a slice cache into a run folder; see the module
+    docstring for the hooks. (Named for the first method; every registered method trains here.)"""
 
     def __init__(self, run_config: RunConfig, output: str | Path, resume: bool = False, progress: bool = True) -> None:
-        check_train_options(run_config)
+        check_run_config(run_config)
         self.config = run_config
         self.folder = RunFolder(Path(output))
         self.resume = resume
@@ -133,11 +138,12 @@ class GVSTrainer:
         self.history: list[dict[str, Any]] = []
         self._bar = None
         self._log_handler: logging.Handler | None = None
-        # Wall-clock budget (train.max_minutes): seconds trained by earlier processes of this run, and
-        # the clock of this one.
+        self.healthy = None  # lesion-free slices, for methods that need them
+        # Time budget (train.max_minutes on train.budget_clock): seconds trained by earlier processes of
+        # this run, and the clock of this one.
         self.elapsed_before = 0.0
         self.saved_elapsed = 0.0  # the clock stored in the newest checkpoint
-        self.clock_start = time.perf_counter()
+        self.clock_start = self._clock()
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> Path:
@@ -153,6 +159,9 @@ class GVSTrainer:
                 for batch in self.batches():
                     self.train_step(batch)
                 self.on_epoch_end(epoch)
+            if self.budget_spent():
+                self.log.info("time budget of %g min (%s clock) spent; stopped after epoch %d", self.config.train.max_minutes,
+                              self.config.train.budget_clock, self.saved_epoch)
             return self.on_train_end()
         except KeyboardInterrupt:
             raise self.on_interrupt() from None
@@ -170,17 +179,22 @@ class GVSTrainer:
         payload = self._read_resume_checkpoint() if self.resume else None
         seed_everything(t.seed)
         self._open_data(cache)  # before writing anything, so that a bad cache leaves no run folder behind
+        self.model = create_method(self.config, self.device, distributed=self.dist.enabled, healthy=self.healthy)
+        self.loss_names = tuple(self.model.loss_names)
+        self.csv_fields = ("epoch", "steps", *self.loss_names, *self.model.learning_rates(), "seconds")
         self._prepare_folder()
-        self.model = GVSModel(self.config, self.device, distributed=self.dist.enabled)
         if payload is not None:
-            self.model.load_state_dict(payload)
+            try:
+                self.model.load_state_dict(payload)
+            except KeyError as exc:
+                raise UserError(f"{self.folder.last}: checkpoint lacks {exc.args[0]}; it cannot be resumed.") from None
             set_rng_state(payload["rng"])
             self.start_epoch = self.saved_epoch = self.state_epoch = int(payload["epoch"])
             self.history = [dict(row) for row in payload.get("history", [])][: self.start_epoch]
             self.elapsed_before = self.saved_elapsed = float(payload.get("elapsed_s", 0.0))
             self._rewrite_losses_csv()
         self._log_start()
-        self.clock_start = time.perf_counter()
+        self.clock_start = self._clock()
         if payload is None:
             self.state_epoch = 0
             self._save_checkpoint(0)  # the initial state: a run stopped in epoch 1 can resume too
@@ -191,8 +205,10 @@ class GVSTrainer:
         self.sampler.set_epoch(epoch)  # the shuffle is seeded by (seed, epoch): resume sees the same batches
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
+        if self.healthy is not None:
+            self.healthy.set_epoch(epoch)  # the lesion-free draws of this epoch, the same after a resume
         self.steps = min(len(self.loader), self.config.train.max_steps_per_epoch or len(self.loader))
-        self.sums = dict.fromkeys(LOSS_KEYS, 0.0)
+        self.sums = dict.fromkeys(self.loss_names, 0.0)
         self.done = 0
         self.images = 0
         self.epoch_start = time.perf_counter()
@@ -209,10 +225,14 @@ class GVSTrainer:
             self.apply_budget_schedule()
             yield batch
 
-    # -- wall-clock budget ----------------------------------------------------------------------
+    # -- time budget ----------------------------------------------------------------------------
+    def _clock(self) -> float:
+        """Now on the budget's clock: wall time, or this process's CPU time (fair on a shared machine)."""
+        return time.process_time() if self.config.train.budget_clock == "cpu" else time.perf_counter()
+
     def elapsed(self) -> float:
-        """Seconds of training in this run so far, earlier processes included."""
-        return self.elapsed_before + time.perf_counter() - self.clock_start
+        """Seconds of training in this run so far on the budget's clock, earlier processes included."""
+        return self.elapsed_before + self._clock() - self.clock_start
 
     def budget_spent(self) -> bool:
         minutes = self.config.train.max_minutes
@@ -231,21 +251,18 @@ class GVSTrainer:
         t = self.config.train
         if t.max_minutes is None:
             return
-        done = min(self.elapsed() / (60.0 * t.max_minutes), 1.0)
-        self.model.set_learning_rate(t.lr * (1.0 - done) ** t.poly_power)
+        self.model.decay_learning_rates(min(self.elapsed() / (60.0 * t.max_minutes), 1.0))
 
     def train_step(self, batch: Any) -> dict[str, float]:
         self.model.set_input(batch)
         losses = self.model.optimize_parameters()
-        for k in LOSS_KEYS:
+        for k in self.loss_names:
             self.sums[k] += losses[k]
         self.done += 1
         self.images += int(batch[0].shape[0])
         if self._bar is not None:
             rate = self.images * self.dist.world_size / max(time.perf_counter() - self.epoch_start, 1e-9)
-            shown = {"S": f"{losses['loss_s']:.3f}", "G": f"{losses['loss_g']:.3f}", "res": f"{losses['loss_res']:.4f}"}
-            if self.config.train.supervised_weight > 0:
-                shown["sup"] = f"{losses['loss_sup']:.4f}"
+            shown = {k.removeprefix("loss_"): f"{losses[k]:.4g}" for k in self.loss_names}
             shown["img/s"] = f"{rate:.1f}"
             if self.config.train.max_minutes is not None:
                 shown["left"] = f"{max(60.0 * self.config.train.max_minutes - self.elapsed(), 0.0) / 60.0:.1f}min"
@@ -257,25 +274,26 @@ class GVSTrainer:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        means = distributed.mean_across_ranks([self.sums[k] / max(self.done, 1) for k in LOSS_KEYS],
+        means = distributed.mean_across_ranks([self.sums[k] / max(self.done, 1) for k in self.loss_names],
                                               self.dist, self.device)
         lrs = self.model.learning_rates()  # the rates this epoch trained with
         self.model.sync_buffers()
         if self.config.train.max_minutes is None:
             self.model.step_schedulers()
         self.state_epoch = epoch
-        row = {"epoch": epoch, "steps": self.done, **dict(zip(LOSS_KEYS, means)), **lrs,
+        row = {"epoch": epoch, "steps": self.done, **dict(zip(self.loss_names, means)), **lrs,
                "seconds": round(time.perf_counter() - self.epoch_start, 3)}
         self.history.append(row)
         if self.dist.is_main:
             self._append_losses_row(row)
             self._write_preview(epoch)
         self._save_checkpoint(epoch)
-        self.log.info("epoch %d/%d: %d steps, S %.4f, G %.4f (adv %.4f, res %.5f, sup %.5f), lr %.2e, %.1f s",
-                      epoch, self.config.train.epochs, self.done, *means, lrs["lr_g"], row["seconds"])
+        shown = ", ".join(f"{k.removeprefix('loss_')} {v:.5g}" for k, v in zip(self.loss_names, means))
+        self.log.info("epoch %d/%d: %d steps, %s, lr %.2e, %.1f s", epoch, self.config.train.epochs, self.done, shown,
+                      next(iter(lrs.values())), row["seconds"])
 
     def on_train_end(self) -> Path:
-        distributed.write_test_hash(self.dist, unwrap(self.model.generator), unwrap(self.model.segmentor))
+        distributed.write_test_hash(self.dist, *(unwrap(net) for net in self.model.networks().values()))
         self.log.info("done: %s", self.folder.last)
         return self.folder.last
 
@@ -355,6 +373,10 @@ class GVSTrainer:
         self.loader = DataLoader(self.dataset, batch_size=t.batch_size, sampler=self.sampler,
                                  num_workers=t.num_workers, pin_memory=self.device.type == "cuda",
                                  persistent_workers=t.num_workers > 0)
+        if method_entry(self.config.method).needs_healthy:
+            from pseudohealthy.data.healthy import HealthyPool
+
+            self.healthy = HealthyPool(cache, fraction=t.train_fraction, seed=t.seed)
         self.preview_batch = self._preview_slices(cache) if self.dist.is_main else None
         self.intensity_stats = training_intensity_stats(cache, t.train_fraction, t.seed) if self.dist.is_main else None
 
@@ -382,12 +404,15 @@ class GVSTrainer:
 
     def _save_checkpoint(self, epoch: int) -> None:
         if self.dist.is_main:
+            state = self.model.state_dict()
             payload = {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
                 "version": pseudohealthy.__version__,
+                "method": self.config.method,
                 "epoch": epoch,
-                **self.model.state_dict(),
+                **state,
+                "state_keys": list(state),
                 "rng": rng_state(),
                 "config": to_dict(self.config),
                 "preprocess": self.preprocess,
@@ -412,21 +437,22 @@ class GVSTrainer:
         if not self.dist.is_main:
             return
         with open(self.folder.losses, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+            writer = csv.DictWriter(fh, fieldnames=self.csv_fields)
             writer.writeheader()
             writer.writerows(self.history)
 
     def _append_losses_row(self, row: dict[str, Any]) -> None:
         with open(self.folder.losses, "a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=CSV_FIELDS).writerow(row)
+            csv.DictWriter(fh, fieldnames=self.csv_fields).writerow(row)
 
     def _log_start(self) -> None:
-        g, s = unwrap(self.model.generator), unwrap(self.model.segmentor)
         t = self.config.train
-        self.log.info("pseudohealthy %s, %s run in %s", pseudohealthy.__version__,
-                      "resumed" if self.resume else "new", self.folder.root)
-        self.log.info("preset %s: generator %s parameters, segmentor %s parameters", self.config.preset,
-                      f"{count_parameters(g):,}", f"{count_parameters(s):,}")
+        self.log.info("pseudohealthy %s, %s %s run in %s", pseudohealthy.__version__,
+                      "resumed" if self.resume else "new", self.config.method, self.folder.root)
+        sizes = ", ".join(f"{name} {count_parameters(unwrap(net)):,} parameters" for name, net in self.model.networks().items())
+        self.log.info("preset %s: %s", self.config.preset, sizes)
+        if self.healthy is not None:
+            self.log.info("%d lesion-free training slices to train against", len(self.healthy))
         self.log.info("device %s%s, amp %s; %d training slices, %d steps per epoch of batch %d",
                       self.device, f", {self.dist.world_size} processes" if self.dist.enabled else "",
                       t.amp and self.device.type == "cuda", len(self.dataset),
