@@ -143,10 +143,10 @@ def run_pipeline(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[
 
     t = time.perf_counter()
     real_data, sources = data, None
-    run_cfg_check = run_config_for(cfg, output / "cache")
-    if run_cfg_check.train.supervised_weight > 0 and not _has_truth(data, cfg.source):
-        data, sources = inserted_copy(real_data, output, cfg, echo, progress)
     cache = output / "cache"
+    run_cfg = run_config_for(cfg, cache)
+    if run_cfg.train.supervised_weight > 0 and not _has_truth(data, cfg.source):
+        data, sources = inserted_copy(real_data, output, cfg, echo, progress)
     pre = PreprocessConfig(source=cfg.source, working_size=working_size_for(cfg), test_fraction=cfg.test_fraction,
                            split_seed=cfg.seed)
     summary = preprocess_dataset(data, cache, pre, overwrite=True, progress=progress)
@@ -157,7 +157,6 @@ def run_pipeline(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[
 
     t = time.perf_counter()
     run = output / "run"
-    run_cfg = run_config_for(cfg, cache)
     resume = (run / "checkpoints" / "last.pt").is_file()
     echo(f"{label('train')}: preset {cfg.preset}, {cfg.train_minutes:g} min budget" + (" (resuming)" if resume else ""))
     checkpoint = train(run_cfg, run, resume=resume, progress=progress)
