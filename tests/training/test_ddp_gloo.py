@@ -39,3 +39,18 @@ def test_two_gloo_processes_hold_identical_weights(tiny_cache: Path, tmp_path: P
     assert len((out / "losses.csv").read_text().strip().splitlines()) == 3  # header + one row per epoch
     log = (out / "train.log").read_text()
     assert "2 processes" in log and log.count("epoch 2/2") == 1
+
+
+def test_two_gloo_processes_share_one_time_budget(tiny_cache: Path, tmp_path: Path, subprocess_env: dict) -> None:
+    """Under train.max_minutes every rank follows rank 0's clock: same learning rate at every step and the
+    same last step, so the run ends (no rank waits for a partner that already stopped) with equal weights."""
+    out, hashes = tmp_path / "run", tmp_path / "hashes"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+           "-m", "pseudohealthy", "train", "--data", str(tiny_cache), "--output", str(out), "--preset", "tiny",
+           "train.epochs=500", "train.max_minutes=0.04", "train.device=cpu", "--no-progress"]
+    done = subprocess.run(cmd, env={**subprocess_env, TEST_HASH_ENV: str(hashes)}, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "time budget" in (out / "train.log").read_text()
+    rank_hashes = [(hashes / f"rank-{r}.txt").read_text().strip() for r in (0, 1)]
+    assert rank_hashes[0] == rank_hashes[1]

@@ -61,9 +61,19 @@ def start(info: DistInfo, device: torch.device) -> None:
         dist.init_process_group("gloo")
 
 
-def stop() -> None:
+def stop(wait: bool) -> None:
+    """Leave the process group; with ``wait`` (a run that ended normally) once every rank has arrived.
+
+    Without the barrier a rank that finishes first (rank 1 has no files to write) tears down its gloo
+    pairs while rank 0 still uses them, and gloo may abort the process ("terminate called without an
+    active exception"). After an error or an interrupt nobody waits: the other ranks may be gone.
+    """
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if wait:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def mean_across_ranks(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
@@ -73,6 +83,16 @@ def mean_across_ranks(values: list[float], info: DistInfo, device: torch.device)
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return (t / info.world_size).tolist()
+
+
+def from_rank0(value: float, info: DistInfo, device: torch.device) -> float:
+    """Rank 0's ``value`` on every rank (the time-budget clock, so that all ranks decay the learning
+    rate alike and stop at the same step); identity for a single process."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
 
 
 def state_hash(*modules: nn.Module) -> str:

@@ -149,6 +149,7 @@ class GVSTrainer:
     def fit(self) -> Path:
         """Run (or continue) training; returns the final checkpoint `checkpoints/last.pt`."""
         restore_sigterm = _sigterm_as_keyboard_interrupt()
+        ended_normally = False
         try:
             self.on_train_start()
             for epoch in range(self.start_epoch + 1, self.config.train.epochs + 1):
@@ -162,12 +163,14 @@ class GVSTrainer:
             if self.budget_spent():
                 self.log.info("time budget of %g min (%s clock) spent; stopped after epoch %d", self.config.train.max_minutes,
                               self.config.train.budget_clock, self.saved_epoch)
-            return self.on_train_end()
+            last = self.on_train_end()
+            ended_normally = True
+            return last
         except KeyboardInterrupt:
             raise self.on_interrupt() from None
         finally:
             restore_sigterm()
-            self._close()
+            self._close(wait_for_ranks=ended_normally)
 
     # -- hooks ----------------------------------------------------------------------------------
     def on_train_start(self) -> None:
@@ -220,9 +223,12 @@ class GVSTrainer:
 
     def batches(self) -> Iterator[Any]:
         for i, batch in enumerate(self.loader):
-            if i >= self.steps or self.budget_spent():
+            if i >= self.steps:
                 break
-            self.apply_budget_schedule()
+            elapsed = self.synced_elapsed()
+            if self.budget_spent(elapsed):
+                break
+            self.apply_budget_schedule(elapsed)
             yield batch
 
     # -- time budget ----------------------------------------------------------------------------
@@ -234,9 +240,18 @@ class GVSTrainer:
         """Seconds of training in this run so far on the budget's clock, earlier processes included."""
         return self.elapsed_before + self._clock() - self.clock_start
 
-    def budget_spent(self) -> bool:
+    def synced_elapsed(self) -> float:
+        """:meth:`elapsed` as rank 0 measures it, on every rank (collective: all ranks must call it)."""
+        if self.config.train.max_minutes is None:
+            return 0.0
+        return distributed.from_rank0(self.elapsed(), self.dist, self.device)
+
+    def budget_spent(self, elapsed: float | None = None) -> bool:
+        """Whether the time budget is used up; collective under DDP unless ``elapsed`` is given."""
         minutes = self.config.train.max_minutes
-        return minutes is not None and self.elapsed() >= 60.0 * minutes
+        if minutes is None:
+            return False
+        return (self.synced_elapsed() if elapsed is None else elapsed) >= 60.0 * minutes
 
     def record_spent_budget(self) -> None:
         """The budget ran out right after a checkpoint that still had time left: save the same state
@@ -244,14 +259,14 @@ class GVSTrainer:
         if self.saved_elapsed < 60.0 * self.config.train.max_minutes and self.state_epoch == self.saved_epoch:
             self._save_checkpoint(self.saved_epoch)
 
-    def apply_budget_schedule(self) -> None:
+    def apply_budget_schedule(self, elapsed: float) -> None:
         """Under a time budget the poly decay runs over the budget, step by step: ``lr = base *
         (1 - elapsed / budget) ** poly_power`` (instead of per epoch), so that a short budget still
         ends at a small learning rate."""
         t = self.config.train
         if t.max_minutes is None:
             return
-        self.model.decay_learning_rates(min(self.elapsed() / (60.0 * t.max_minutes), 1.0))
+        self.model.decay_learning_rates(min(elapsed / (60.0 * t.max_minutes), 1.0))
 
     def train_step(self, batch: Any) -> dict[str, float]:
         self.model.set_input(batch)
@@ -460,7 +475,7 @@ class GVSTrainer:
         if self.resume:
             self.log.info("continuing after epoch %d of %d", self.start_epoch, t.epochs)
 
-    def _close(self) -> None:
+    def _close(self, wait_for_ranks: bool = False) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -468,7 +483,7 @@ class GVSTrainer:
             self.log.removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
-        distributed.stop()
+        distributed.stop(wait=wait_for_ranks)
 
 
 def _sigterm_as_keyboard_interrupt():
