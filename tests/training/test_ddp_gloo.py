@@ -12,14 +12,18 @@ from pseudohealthy.config import resolve_run_config
 from pseudohealthy.training.distributed import TEST_HASH_ENV, state_hash
 
 
+def _train_on_two_ranks(cache: Path, out: Path, hashes: Path, env: dict, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+           "-m", "pseudohealthy", "train", "--data", str(cache), "--output", str(out), "--preset", "tiny",
+           *overrides, "train.device=cpu", "--no-progress"]
+    done = subprocess.run(cmd, env={**env, TEST_HASH_ENV: str(hashes)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def test_two_gloo_processes_hold_identical_weights(tiny_cache: Path, tmp_path: Path, subprocess_env: dict) -> None:
     out, hashes = tmp_path / "run", tmp_path / "hashes"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           "-m", "pseudohealthy", "train", "--data", str(tiny_cache), "--output", str(out), "--preset", "tiny",
-           "train.epochs=2", "train.max_steps_per_epoch=3", "train.device=cpu", "--no-progress"]
-    done = subprocess.run(cmd, env={**subprocess_env, TEST_HASH_ENV: str(hashes)}, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _train_on_two_ranks(tiny_cache, out, hashes, subprocess_env, "train.epochs=2", "train.max_steps_per_epoch=3")
     assert done.stdout.count("trained:") == 1  # one rank reports
 
     rank_hashes = [(hashes / f"rank-{r}.txt").read_text().strip() for r in (0, 1)]
@@ -45,12 +49,7 @@ def test_two_gloo_processes_share_one_time_budget(tiny_cache: Path, tmp_path: Pa
     """Under train.max_minutes every rank follows rank 0's clock: same learning rate at every step and the
     same last step, so the run ends (no rank waits for a partner that already stopped) with equal weights."""
     out, hashes = tmp_path / "run", tmp_path / "hashes"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           "-m", "pseudohealthy", "train", "--data", str(tiny_cache), "--output", str(out), "--preset", "tiny",
-           "train.epochs=500", "train.max_minutes=0.04", "train.device=cpu", "--no-progress"]
-    done = subprocess.run(cmd, env={**subprocess_env, TEST_HASH_ENV: str(hashes)}, capture_output=True, text=True,
-                          timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _train_on_two_ranks(tiny_cache, out, hashes, subprocess_env, "train.epochs=500", "train.max_minutes=0.04")
     assert "time budget" in (out / "train.log").read_text()
     rank_hashes = [(hashes / f"rank-{r}.txt").read_text().strip() for r in (0, 1)]
     assert rank_hashes[0] == rank_hashes[1]
