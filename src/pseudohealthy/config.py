@@ -53,6 +53,8 @@ class ModelConfig:
     gen_norm: str = "instance"  # instance (paper) | none (crop-trained recipe: output independent of the cut)
     gen_zero_init: bool = False  # last conv starts at zero: the untrained generator is the identity
     gen_gate: bool = False  # G(x) = x + m * tanh(a) with a learned gate m (where to change); see models/generator.py
+    gen_arch: str = "resnet"  # resnet (the paper's G) | unet (gated only: the segmentor's U-Net with 2 output maps)
+    gen_gate_fill: bool = False  # with gen_gate: the gate's pixels start from a pyramid fill of the kept ones
     seg_base: int = 64  # U-Net first level width; doubles per level
     seg_depth: int = 4  # number of max-pool downsamplings
     seg_max_channels: int = 512
@@ -81,6 +83,7 @@ class TrainConfig:
     adversarial_weight: float = 1.0  # weight of CE(S(G(x_p)), 0) in G's loss; 0 trains no segmentor at all
     supervised_weight: float = 0.0  # L1 to the true healthy image where known (inserted lesions, phantom)
     gate_weight: float = 0.0  # BCE of a gated generator's gate against the lesion mask (model.gen_gate)
+    gate_dice: bool = False  # add a soft Dice term to the gate's loss (confident, whole-lesion gates)
     crop_size: int | None = None  # train on seeded random crops of this size (native resolution); None: whole slices
     lesion_crop_probability: float = 0.7  # a crop is centred near a lesion pixel with this probability
     max_minutes: float | None = None  # time budget (budget_clock): stop with a checkpoint when spent; lr decays over it
@@ -88,6 +91,7 @@ class TrainConfig:
     lesion_only: bool = True  # train on lesion-containing slices only (paper)
     augment: bool = False  # seeded flips and small rotations
     intensity_augment: bool = False  # seeded random gamma and contrast (another scanner's grey levels)
+    intensity_curve: float = 0.0  # with intensity_augment: strength of a random monotone intensity curve (0 = none)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on CUDA only; ignored on CPU

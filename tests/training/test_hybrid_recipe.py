@@ -96,3 +96,49 @@ def test_hybrid_training_heals_and_the_budget_stops_it_with_a_checkpoint(truth_c
     # Resuming a run whose budget is spent adds nothing.
     again = train(cfg, tmp_path / "run", resume=True, progress=False)
     assert read_checkpoint(again)["epoch"] == payload["epoch"]
+
+
+class _FixedMaps(torch.nn.Module):
+    """Stands in for the generator's network: returns chosen (refinement, gate logit) maps."""
+
+    def __init__(self, refinement: torch.Tensor, gate_logit: torch.Tensor) -> None:
+        super().__init__()
+        self.maps = torch.cat([refinement, gate_logit], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maps.expand(x.shape[0], -1, -1, -1)
+
+
+def test_gate_fill_puts_a_fill_of_the_kept_pixels_where_the_gate_opens_not_the_lesion():
+    cfg = resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_gate_fill=true"])
+    generator = build_generator(cfg.model)
+    opened = torch.zeros(1, 1, 32, 32)
+    opened[..., 10:20, 12:22] = 1
+    generator.net = _FixedMaps(torch.zeros_like(opened), (opened * 2 - 1) * 30)
+    tissue = torch.linspace(-0.5, 0.5, 32).view(1, 1, 1, 32).expand(1, 1, 32, 32)
+    bright, dark = tissue + opened * 1.0, tissue - opened * 0.4  # two different lesions on the same tissue
+    out_bright, out_dark = generator(bright), generator(dark)
+    torch.testing.assert_close(out_bright, out_dark)  # the lesion's values do not reach the output
+    torch.testing.assert_close(out_bright[opened == 0], tissue[opened == 0])  # kept pixels unchanged
+    assert (out_bright - tissue)[opened == 1].abs().max() < 0.05  # the fill follows the tissue's ramp
+    # the refinement is added where the gate is open, and only there
+    generator.net = _FixedMaps(torch.full_like(opened, 0.5), (opened * 2 - 1) * 30)
+    shifted = generator(bright)
+    torch.testing.assert_close((shifted - out_bright)[opened == 1], torch.full((100,), torch.tanh(torch.tensor(0.5)).item()))
+    torch.testing.assert_close(shifted[opened == 0], tissue[opened == 0])
+
+
+def test_unet_generator_is_gated_starts_with_zero_correction_and_refuses_bad_settings():
+    cfg = resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_arch=unet", "model.gen_gate_fill=false"])
+    generator = build_generator(cfg.model)
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    out, gate = generator(x, return_gate=True)
+    assert torch.equal(out, x) and torch.equal(gate, torch.zeros_like(gate))  # zero correction, half-open gate
+    loss = (generator(x) - x.flip(-1)).abs().mean()
+    loss.backward()
+    assert generator.net.head.weight.grad.abs().sum() > 0
+    with pytest.raises(UserError, match="gen_arch"):
+        build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_arch=vit"]).model)
+    with pytest.raises(UserError, match="gen_gate=true"):
+        build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_arch=unet",
+                                                                                      "model.gen_gate=false"]).model)

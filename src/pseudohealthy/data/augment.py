@@ -63,13 +63,33 @@ class IntensityParams:
 
     gamma: float = 1.0
     contrast: float = 1.0
+    # then a monotone curve through (k / K, curve[k]), k = 0..K, with curve[0] = 0 and curve[-1] = 1
+    # (empty: none); it reorders no grey levels but changes the contrast between tissues.
+    curve: tuple[float, ...] = ()
+
+
+CURVE_KNOTS = 6  # the random curve's segments on [0, 1]
 
 
 def sample_intensity(rng: np.random.Generator, gamma: tuple[float, float] = (0.6, 1.6),
-                     contrast: tuple[float, float] = (0.85, 1.15)) -> IntensityParams:
+                     contrast: tuple[float, float] = (0.85, 1.15), curve_strength: float = 0.0) -> IntensityParams:
     """Draw a gamma log-uniformly and a contrast factor uniformly: another scanner's or sequence's
-    tissue contrast, so that a model trained on few subjects does not learn one scanner's grey levels."""
-    return IntensityParams(float(np.exp(rng.uniform(*np.log(gamma)))), float(rng.uniform(*contrast)))
+    tissue contrast, so that a model trained on few subjects does not learn one scanner's grey levels.
+
+    ``curve_strength`` > 0 adds a random monotone intensity curve (as contrast randomisation in
+    SynthSeg, much milder): the identity blended, with a weight drawn from [0, curve_strength], with a
+    curve of Dirichlet-distributed increments, so that e.g. the CSF/white-matter ratio of T2 varies
+    between ~3 and ~4 as it does between scanners. The random draws for gamma and contrast come first,
+    so runs without a curve replay as before.
+    """
+    params = IntensityParams(float(np.exp(rng.uniform(*np.log(gamma)))), float(rng.uniform(*contrast)))
+    if curve_strength <= 0:
+        return params
+    weight = rng.uniform(0.0, curve_strength)
+    random_curve = np.concatenate([[0.0], np.cumsum(rng.dirichlet(np.full(CURVE_KNOTS, 2.0)))])
+    curve = (1.0 - weight) * np.linspace(0.0, 1.0, CURVE_KNOTS + 1) + weight * random_curve
+    curve[-1] = 1.0
+    return IntensityParams(params.gamma, params.contrast, tuple(float(v) for v in curve))
 
 
 def apply_intensity(params: IntensityParams, image: np.ndarray) -> np.ndarray:
@@ -80,4 +100,6 @@ def apply_intensity(params: IntensityParams, image: np.ndarray) -> np.ndarray:
     """
     unit = np.clip((image + 1.0) / 2.0, 0.0, 1.0)
     unit = np.minimum(params.contrast * unit ** params.gamma, 1.0)
+    if params.curve:
+        unit = np.interp(unit, np.linspace(0.0, 1.0, len(params.curve)), params.curve)
     return (2.0 * unit - 1.0).astype(np.float32)

@@ -50,6 +50,7 @@ class SliceDataset(Dataset):
         lesion_crop_probability: float = 0.7,
         with_healthy: bool = False,
         intensity_augment: bool = False,
+        intensity_curve: float = 0.0,
         lesion_free: bool = False,
     ) -> None:
         if split not in SPLITS:
@@ -85,6 +86,7 @@ class SliceDataset(Dataset):
                             "--from DATA`, or train with train.supervised_weight=0 or --preset small (the paper's loss).")
         self.with_healthy = with_healthy
         self.intensity_augment = intensity_augment
+        self.intensity_curve = intensity_curve
         if crop_size is not None and (crop_size < 1 or crop_size > min(self.working_size)):
             raise UserError(f"{self.cache_dir}: crop size {crop_size} must be between 1 and the slice size {min(self.working_size)}.")
         self.crop_size = crop_size
@@ -127,7 +129,8 @@ class SliceDataset(Dataset):
                 image, healthy = apply_augmentation(params, image)[0], apply_augmentation(params, healthy)[0]
             image, lesion, region = apply_augmentation(params, image, lesion, region)
         if self.intensity_augment:
-            params_i = sample_intensity(np.random.default_rng([self.seed, self.epoch, row, 11]))
+            params_i = sample_intensity(np.random.default_rng([self.seed, self.epoch, row, 11]),
+                                        curve_strength=self.intensity_curve)
             image = apply_intensity(params_i, image)
             healthy = apply_intensity(params_i, healthy) if healthy is not None else None
         if self.crop_size is not None:

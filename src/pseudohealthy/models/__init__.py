@@ -48,6 +48,9 @@ def _with_layout(net: nn.Module, layout: str) -> nn.Module:
     return net
 
 
+GENERATOR_ARCHS = ("resnet", "unet")
+
+
 def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int = 1) -> nn.Module:
     """The ResNet encoder-decoder generator with widths and depths from ``cfg``, N(0, 0.02) init.
 
@@ -56,11 +59,26 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
     ``cfg.gen_gate`` applies to the residual form only, ``cfg.gen_zero_init`` to the forms that add to
     the input (a zero last conv makes them the identity; an image output would start blank).
     """
-    from pseudohealthy.models.generator import ResnetGenerator
+    from pseudohealthy.models.generator import GatedUNetGenerator, ResnetGenerator
 
+    if cfg.gen_arch not in GENERATOR_ARCHS:
+        from pseudohealthy.errors import UserError
+
+        raise UserError(f"model.gen_arch {cfg.gen_arch!r} is unknown; choose one of {', '.join(GENERATOR_ARCHS)}.")
+    if cfg.gen_arch == "unet":
+        if not (cfg.gen_gate and output == "residual" and in_channels == 1):
+            from pseudohealthy.errors import UserError
+
+            raise UserError("model.gen_arch=unet is the gated GVS generator: it needs model.gen_gate=true.")
+        from pseudohealthy.models.segmentor import UNet
+
+        unet = UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels, decoder=cfg.seg_decoder,
+                    align_corners=cfg.seg_align_corners, bias=cfg.seg_conv_bias)
+        return _with_layout(GatedUNetGenerator(unet, fill=cfg.gen_gate_fill), cfg.slice_layout)
     net = ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings,
                           norm=cfg.gen_norm, zero_init=cfg.gen_zero_init and output in ("residual", "additive"),
-                          gate=cfg.gen_gate and output == "residual", in_channels=in_channels, output=output, out_channels=1)
+                          gate=cfg.gen_gate and output == "residual", in_channels=in_channels, output=output, out_channels=1,
+                          gate_fill=cfg.gen_gate and cfg.gen_gate_fill and output == "residual")
     return _with_layout(net, cfg.slice_layout)
 
 

@@ -12,9 +12,16 @@ import torch
 from torch import nn
 
 from pseudohealthy.models.blocks import ResidualBlock, conv_bias, init_normal, init_without_norm, norm_layer
+from pseudohealthy.models.pyramid_fill import pyramid_fill
 
 
 GATE_CORRECTION_RANGE = 2.0
+# gate_fill: a pixel with gate m counts as known to the fill with weight (1 - m) ** FILL_TRUST_POWER,
+# so a half-open gate (m = 0.5) already lends the fill only 1/16 of its value.
+FILL_TRUST_POWER = 4
+# gate_fill: background (the organ's outside, -1 after preprocessing) is no source for the fill; the
+# trust ramps from 0 at -1 to 1 at -1 + BACKGROUND_RAMP.
+BACKGROUND_RAMP = 0.02
 
 OUTPUTS = ("residual", "additive", "image", "shortcut")
 
@@ -29,11 +36,16 @@ class ResnetGenerator(nn.Module):
     against lesion masks as a segmentation) apart from *what* to put there (``2 tanh(a)``; the factor
     2 lets a bright lesion at +1 become dark tissue at -1 on the [-1, 1] scale), so tissue it leaves
     alone stays the input up to ``m``, which a sigmoid drives to ~0 there.
+    ``gate_fill`` (with ``gate``): what goes where the gate opens starts from a classical fill, not from
+    the lesion: ``G(x) = x + m * (fill(x; 1 - m) + tanh(a) - x)``, ``fill`` = models/pyramid_fill.py
+    from the pixels the gate keeps and ``tanh(a)`` a learned refinement (zero at start). The lesion's
+    own intensities never reach the filled pixels except through the refinement, so an accurate gate
+    alone already gives a fill as good as the classical yardsticks on unseen lesions.
     """
 
     def __init__(self, channels: int = 64, blocks: int = 9, downsamplings: int = 2, in_channels: int = 1,
                  norm: str = "instance", zero_init: bool = False, gate: bool = False, output: str = "residual",
-                 out_channels: int | None = None) -> None:
+                 out_channels: int | None = None, gate_fill: bool = False) -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output {output!r} is unknown; choose one of {', '.join(OUTPUTS)}")
@@ -42,8 +54,11 @@ class ResnetGenerator(nn.Module):
             raise ValueError("an output added to the input needs as many output channels as input channels")
         if gate and output != "residual":
             raise ValueError("only the residual output form has a gate")
+        if gate_fill and not gate:
+            raise ValueError("gate_fill needs the gate")
         bias = conv_bias(norm)
         self.gate = gate
+        self.gate_fill = gate_fill
         self.downsamplings = downsamplings
         self.output = output
         layers: list[nn.Module] = [
@@ -102,5 +117,39 @@ class ResnetGenerator(nn.Module):
                 out = self.net(x) + x
             return (out, None) if return_gate else out
         correction, gate_logit = self.net(x).chunk(2, dim=1)
-        out = x + torch.sigmoid(gate_logit) * (GATE_CORRECTION_RANGE * torch.tanh(correction))
+        out = gated_output(x, correction, gate_logit, self.gate_fill)
+        return (out, gate_logit) if return_gate else out
+
+
+def gated_output(x: torch.Tensor, correction: torch.Tensor, gate_logit: torch.Tensor, fill: bool) -> torch.Tensor:
+    """A gated generator's output from its two maps: ``x + m * 2 tanh(a)``, or with ``fill``
+    ``x + m * (pyramid_fill(x; (1 - m)^4 outside the background) + tanh(a) - x)``."""
+    gate = torch.sigmoid(gate_logit)
+    if not fill:
+        return x + gate * (GATE_CORRECTION_RANGE * torch.tanh(correction))
+    trust = (1.0 - gate) ** FILL_TRUST_POWER * ((x + 1.0) / BACKGROUND_RAMP).clamp(0.0, 1.0)
+    filled = pyramid_fill(x.float(), trust.float()).to(x.dtype)
+    return x + gate * (filled + torch.tanh(correction) - x)
+
+
+class GatedUNetGenerator(nn.Module):
+    """A gated generator on the U-Net of the segmentor (``model.gen_arch=unet``): the U-Net's two output
+    maps are the correction ``a`` and the gate's logit, combined as in :func:`gated_output`.
+
+    The gate is a segmentation, and the U-Net's skip connections segment better than the ResNet
+    encoder-decoder at the same budget (docs/quality.md). The correction map starts at zero.
+    """
+
+    def __init__(self, unet: nn.Module, fill: bool = True) -> None:
+        super().__init__()
+        self.net = unet
+        self.gate = True
+        self.gate_fill = fill
+        head = unet.head
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+
+    def forward(self, x: torch.Tensor, return_gate: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        correction, gate_logit = self.net(x).chunk(2, dim=1)
+        out = gated_output(x, correction, gate_logit, self.gate_fill)
         return (out, gate_logit) if return_gate else out

@@ -24,6 +24,7 @@ from torch import nn
 from pseudohealthy.config import RunConfig
 from pseudohealthy.errors import UserError
 from pseudohealthy.losses import adversarial_ce, difference_aware_ce, residual_mse, segmentation_ce
+from pseudohealthy.losses.gate import gate_loss
 from pseudohealthy.losses.residual import lesion_fill_mse, supervised_l1
 from pseudohealthy.models import build_generator, build_segmentor
 from pseudohealthy.training.checkpoint import unwrap
@@ -161,7 +162,7 @@ class GVSModel:
             loss = loss + t.supervised_weight * supervised
         if t.gate_weight > 0:
             # The gate is a segmentation of what G should change: every lesion pixel, real or inserted.
-            loss = loss + t.gate_weight * nn.functional.binary_cross_entropy_with_logits(self.gate_logit, self.lesion)
+            loss = loss + t.gate_weight * gate_loss(self.gate_logit, self.lesion, dice=t.gate_dice)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
