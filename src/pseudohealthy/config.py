@@ -55,6 +55,8 @@ class ModelConfig:
     gen_gate: bool = False  # G(x) = x + m * tanh(a) with a learned gate m (where to change); see models/generator.py
     gen_arch: str = "resnet"  # resnet (the paper's G) | unet (gated only: the segmentor's U-Net with 2 output maps)
     gen_gate_fill: bool = False  # with gen_gate: the gate's pixels start from a pyramid fill of the kept ones
+    gen_gate_hard: bool = False  # gen_arch=unet with gate fill: gate thresholded at 0.5 (straight-through), dilated 1 px
+    gen_gate_refine: bool = True  # gen_arch=unet with gate fill: add the learned refinement tanh(a) to the fill
     seg_base: int = 64  # U-Net first level width; doubles per level
     seg_depth: int = 4  # number of max-pool downsamplings
     seg_max_channels: int = 512
@@ -154,19 +156,23 @@ class RunConfig:
 
 
 _HYBRID_MODEL = {"gen_channels": 32, "gen_blocks": 6, "seg_base": 32, "seg_max_channels": 256,
-                 "gen_norm": "none", "gen_zero_init": True, "gen_gate": True}
+                 "gen_norm": "none", "gen_zero_init": True, "gen_gate": True,
+                 "gen_arch": "unet", "gen_gate_fill": True, "gen_gate_hard": True, "gen_gate_refine": False}
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # hybrid (default): GVS's game plus what the data set knows. A gated generator (where to change,
-    # what to put there) learns the gate from every lesion mask, the fill from the true healthy
-    # image where one is known (inserted lesions, phantom), and keeps fighting the segmentor on every
-    # lesion, real ones included; trained on native-resolution crops, so that its residual needs no
-    # resampling. CPU-sized networks; see README "Recipes" and docs/quality.md.
+    # hybrid (default): GVS's game plus what the data set knows. The generator is a segment-and-fill
+    # network: a U-Net gate (thresholded, straight-through) says where to change, and a pull-push fill
+    # of the pixels it keeps is put there. The gate learns from every lesion mask (BCE + Dice), from
+    # the true healthy image where one is known (inserted lesions, phantom) and from the segmentor,
+    # which keeps hunting what is left of every lesion, real ones included; native-resolution crops,
+    # flips, rotations and random intensity curves. The gen_* widths serve model.gen_arch=resnet only.
+    # See README "Recipes" and docs/quality.md.
     "hybrid": {
         "model": dict(_HYBRID_MODEL),
         "train": {"supervised_weight": 10.0, "gate_weight": 1.0, "adversarial_weight": 1.0, "lambda_residual": 0.0,
                   "residual_region": "normal", "crop_size": 64, "lesion_crop_probability": 0.7, "epochs": 60,
-                  "augment": True, "intensity_augment": True, "lesion_only": False},
+                  "augment": True, "intensity_augment": True, "intensity_curve": 0.8, "gate_dice": True,
+                  "lesion_only": False},
     },
     # paper: the full networks of SPEC section 2 and the paper's printed loss (eq. 4); meant for GPUs.
     "paper": {"model": {}, "train": {}},

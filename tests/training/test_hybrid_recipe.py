@@ -110,7 +110,7 @@ class _FixedMaps(torch.nn.Module):
 
 
 def test_gate_fill_puts_a_fill_of_the_kept_pixels_where_the_gate_opens_not_the_lesion():
-    cfg = resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_gate_fill=true"])
+    cfg = resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_arch=resnet"])
     generator = build_generator(cfg.model)
     opened = torch.zeros(1, 1, 32, 32)
     opened[..., 10:20, 12:22] = 1
@@ -129,7 +129,7 @@ def test_gate_fill_puts_a_fill_of_the_kept_pixels_where_the_gate_opens_not_the_l
 
 
 def test_unet_generator_is_gated_starts_with_zero_correction_and_refuses_bad_settings():
-    cfg = resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_arch=unet", "model.gen_gate_fill=false"])
+    cfg = resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_gate_fill=false", "model.gen_gate_hard=false"])
     generator = build_generator(cfg.model)
     x = torch.rand(2, 1, 32, 32) * 2 - 1
     out, gate = generator(x, return_gate=True)
@@ -142,3 +142,24 @@ def test_unet_generator_is_gated_starts_with_zero_correction_and_refuses_bad_set
     with pytest.raises(UserError, match="gen_gate=true"):
         build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_arch=unet",
                                                                                       "model.gen_gate=false"]).model)
+
+
+def test_hard_gate_keeps_every_pixel_outside_it_bit_for_bit_and_still_trains_the_gate():
+    cfg = resolve_run_config(preset="hybrid", overrides=TINY_HYBRID)  # the preset's hard gate
+    generator = build_generator(cfg.model)
+    x = torch.rand(1, 1, 32, 32) * 2 - 1
+    assert torch.equal(generator(x), x)  # the gate starts at 0.5: closed under the strict threshold
+    logits = torch.full((1, 1, 32, 32), -3.0)
+    logits[..., 10:14, 10:14] = 3.0
+    logits.requires_grad_(True)
+    from pseudohealthy.models.generator import gated_output
+
+    out = gated_output(x, torch.zeros_like(x), logits, fill=True, hard=True)
+    opened = torch.zeros_like(x, dtype=torch.bool)
+    opened[..., 9:15, 9:15] = True  # the gate dilated by one pixel
+    assert torch.equal(out[~opened], x[~opened])
+    assert not torch.equal(out[opened], x[opened])
+    (out - x).abs().sum().backward()
+    assert logits.grad.abs().sum() > 0  # straight-through: the output's loss reaches the gate's logits
+    without_refinement = gated_output(x, torch.ones_like(x), logits.detach(), fill=True, hard=True, refine=False)
+    torch.testing.assert_close(without_refinement, gated_output(x, torch.zeros_like(x), logits.detach(), fill=True, hard=True))

@@ -59,6 +59,7 @@ class ResnetGenerator(nn.Module):
         bias = conv_bias(norm)
         self.gate = gate
         self.gate_fill = gate_fill
+        self.gate_hard, self.gate_refine = False, True  # the hard gate is an option of the U-Net generator
         self.downsamplings = downsamplings
         self.output = output
         layers: list[nn.Module] = [
@@ -117,19 +118,37 @@ class ResnetGenerator(nn.Module):
                 out = self.net(x) + x
             return (out, None) if return_gate else out
         correction, gate_logit = self.net(x).chunk(2, dim=1)
-        out = gated_output(x, correction, gate_logit, self.gate_fill)
+        out = gated_output(x, correction, gate_logit, self.gate_fill, self.gate_hard, self.gate_refine)
         return (out, gate_logit) if return_gate else out
 
 
-def gated_output(x: torch.Tensor, correction: torch.Tensor, gate_logit: torch.Tensor, fill: bool) -> torch.Tensor:
+def hard_gate(gate: torch.Tensor) -> torch.Tensor:
+    """The gate thresholded at 0.5 and dilated by one pixel (3x3), with the straight-through gradient
+    of the soft gate (forward: the hard gate; backward: as if it were ``gate``). The dilation lets the
+    fill take its boundary values one pixel beyond the gate's edge, where the lesion's partial
+    volume has faded."""
+    hard = (gate > 0.5).to(gate.dtype)
+    hard = hard + gate - gate.detach()
+    return nn.functional.max_pool2d(hard, 3, stride=1, padding=1)
+
+
+def gated_output(x: torch.Tensor, correction: torch.Tensor, gate_logit: torch.Tensor, fill: bool,
+                 hard: bool = False, refine: bool = True) -> torch.Tensor:
     """A gated generator's output from its two maps: ``x + m * 2 tanh(a)``, or with ``fill``
-    ``x + m * (pyramid_fill(x; (1 - m)^4 outside the background) + tanh(a) - x)``."""
+    ``x + m * (pyramid_fill(x; (1 - m)^4 outside the background) + tanh(a) - x)``; ``hard`` uses
+    :func:`hard_gate` for ``m`` (pixels outside it are the input, bit for bit); ``refine=False``
+    drops ``tanh(a)`` (the fill alone)."""
     gate = torch.sigmoid(gate_logit)
     if not fill:
         return x + gate * (GATE_CORRECTION_RANGE * torch.tanh(correction))
+    # The fill trusts pixels by the soft gate also under a hard gate: a fill from a closed gate would
+    # be the input itself, and the straight-through gradient would never say that opening helps.
     trust = (1.0 - gate) ** FILL_TRUST_POWER * ((x + 1.0) / BACKGROUND_RAMP).clamp(0.0, 1.0)
+    if hard:
+        gate = hard_gate(gate)
+    refinement = torch.tanh(correction) if refine else 0.0
     filled = pyramid_fill(x.float(), trust.float()).to(x.dtype)
-    return x + gate * (filled + torch.tanh(correction) - x)
+    return x + gate * (filled + refinement - x)
 
 
 class GatedUNetGenerator(nn.Module):
@@ -140,16 +159,18 @@ class GatedUNetGenerator(nn.Module):
     encoder-decoder at the same budget (docs/quality.md). The correction map starts at zero.
     """
 
-    def __init__(self, unet: nn.Module, fill: bool = True) -> None:
+    def __init__(self, unet: nn.Module, fill: bool = True, hard: bool = False, refine: bool = True) -> None:
         super().__init__()
         self.net = unet
         self.gate = True
         self.gate_fill = fill
+        self.gate_hard = hard
+        self.gate_refine = refine
         head = unet.head
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
 
     def forward(self, x: torch.Tensor, return_gate: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         correction, gate_logit = self.net(x).chunk(2, dim=1)
-        out = gated_output(x, correction, gate_logit, self.gate_fill)
+        out = gated_output(x, correction, gate_logit, self.gate_fill, self.gate_hard, self.gate_refine)
         return (out, gate_logit) if return_gate else out
