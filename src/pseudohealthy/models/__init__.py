@@ -59,16 +59,13 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
     ``cfg.gen_gate`` applies to the residual form only, ``cfg.gen_zero_init`` to the forms that add to
     the input (a zero last conv makes them the identity; an image output would start blank).
     """
+    from pseudohealthy.errors import UserError
     from pseudohealthy.models.generator import GatedUNetGenerator, ResnetGenerator
 
     if cfg.gen_arch not in GENERATOR_ARCHS:
-        from pseudohealthy.errors import UserError
-
         raise UserError(f"model.gen_arch {cfg.gen_arch!r} is unknown; choose one of {', '.join(GENERATOR_ARCHS)}.")
     if cfg.gen_arch == "unet":
         if not (cfg.gen_gate and output == "residual" and in_channels == 1):
-            from pseudohealthy.errors import UserError
-
             raise UserError("model.gen_arch=unet is the gated GVS generator: it needs model.gen_gate=true.")
         from pseudohealthy.models.segmentor import UNet
 

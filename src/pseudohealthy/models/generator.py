@@ -59,7 +59,6 @@ class ResnetGenerator(nn.Module):
         bias = conv_bias(norm)
         self.gate = gate
         self.gate_fill = gate_fill
-        self.gate_hard, self.gate_refine = False, True  # the hard gate is an option of the U-Net generator
         self.downsamplings = downsamplings
         self.output = output
         layers: list[nn.Module] = [
@@ -118,7 +117,7 @@ class ResnetGenerator(nn.Module):
                 out = self.net(x) + x
             return (out, None) if return_gate else out
         correction, gate_logit = self.net(x).chunk(2, dim=1)
-        out = gated_output(x, correction, gate_logit, self.gate_fill, self.gate_hard, self.gate_refine)
+        out = gated_output(x, correction, gate_logit, self.gate_fill)
         return (out, gate_logit) if return_gate else out
 
 

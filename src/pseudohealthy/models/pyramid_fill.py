@@ -1,7 +1,7 @@
 """A differentiable, batched lesion fill inside the generator: pull-push over an image pyramid.
 
-The gated generator (``model.gen_gate_fill``) first fills the pixels its gate opens from the pixels
-it keeps, then adds a learned refinement; this module is that fill. It is written by hand because the
+The gated generator (``model.gen_gate_fill``) fills the pixels its gate opens from the pixels it
+keeps (optionally plus a learned refinement, ``model.gen_gate_refine``); this module is that fill. It is written by hand because the
 classical inpainting of scikit-image and OpenCV (``pseudohealthy fill``) runs per slice on NumPy
 arrays, gives no gradient to the gate, and does not run on a GPU inside a batch.
 
