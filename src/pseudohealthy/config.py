@@ -57,6 +57,7 @@ class ModelConfig:
     gen_gate_fill: bool = False  # with gen_gate: the gate's pixels start from a pyramid fill of the kept ones
     gen_gate_hard: bool = False  # gen_arch=unet with gate fill: gate thresholded at 0.5 (straight-through), dilated 1 px
     gen_gate_refine: bool = True  # gen_arch=unet with gate fill: add the learned refinement tanh(a) to the fill
+    gen_gate_scale: int = 1  # gen_arch=unet: the U-Net sees the slice shrunk by this factor; its maps come back bilinearly
     seg_base: int = 64  # U-Net first level width; doubles per level
     seg_depth: int = 4  # number of max-pool downsamplings
     seg_max_channels: int = 512

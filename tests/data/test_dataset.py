@@ -117,3 +117,38 @@ def test_not_a_cache_and_bad_split_refused(tmp_path, cache):
         SliceDataset(tmp_path / "empty")
     with pytest.raises(UserError, match="split 'val'"):
         SliceDataset(cache, "val")
+
+
+def test_augmentation_warps_image_truth_and_masks_once_and_alike(tmp_path):
+    """Flips and rotations move the image, its true healthy slice and both masks by the same warp,
+    applied once. (It once warped the image twice when a truth was present: image and truth disagreed
+    on half of the normal tissue, which taught the generator to change healthy tissue.)"""
+    from pseudohealthy.config import PreprocessConfig
+    from pseudohealthy.data.cache import preprocess_dataset
+    from pseudohealthy.data.phantom import generate_phantom
+
+    generate_phantom(tmp_path / "phantom", cases=2, seed=1, shape=(32, 32, 16), progress=False)
+    preprocess_dataset(tmp_path / "phantom", tmp_path / "cache", PreprocessConfig(source="brats", test_fraction=0.5), progress=False)
+    plain = SliceDataset(tmp_path / "cache", "train", lesion_only=True, with_healthy=True)
+    warped = SliceDataset(tmp_path / "cache", "train", lesion_only=True, with_healthy=True, augment=True)
+    rotated = 0
+    for i in range(len(plain)):
+        row = int(warped._indices[i])
+        params = sample_augmentation(augmentation_rng(warped.seed, warped.epoch, row))
+        rotated += params.angle != 0
+        image, lesion, region, _, _, healthy = plain[i]
+        want_image, want_lesion, want_region = apply_augmentation(params, image[0].numpy(), lesion[0].numpy(), region[0].numpy())
+        want_healthy = apply_augmentation(params, healthy[0].numpy())[0]
+        got_image, got_lesion, got_region, _, _, got_healthy = warped[i]
+        np.testing.assert_array_equal(got_image[0].numpy(), want_image)
+        np.testing.assert_array_equal(got_healthy[0].numpy(), want_healthy)
+        np.testing.assert_array_equal(got_lesion[0].numpy(), want_lesion)
+        np.testing.assert_array_equal(got_region[0].numpy(), want_region)
+    assert rotated > 0
+
+
+def test_a_crop_larger_than_the_slice_is_the_whole_slice(cache):
+    ds = SliceDataset(cache, "train", crop_size=64)
+    assert ds[0][0].shape == (1, 16, 16)
+    with pytest.raises(UserError, match="crop size 0"):
+        SliceDataset(cache, "train", crop_size=0)

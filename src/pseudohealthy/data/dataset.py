@@ -6,7 +6,7 @@ the canonical z of the slice. ``with_healthy=True`` appends the true healthy sli
 (NaN where the truth is unknown, such as inside a real scan's own lesion). ``crop_size`` cuts a
 seeded random square out of every slice (centred near a lesion pixel with ``lesion_crop_probability``,
 else anywhere in the region), so that networks train at the data's native resolution at the cost of
-a small patch. ``intensity_augment`` applies a seeded random gamma and contrast (``augment.py``) to the
+a small patch; a crop larger than the slice is cut to the slice's smaller side. ``intensity_augment`` applies a seeded random gamma and contrast (``augment.py``) to the
 image and its truth alike. Arrays are memory-mapped and opened lazily in each process, so a data
 loader's workers share the page cache instead of copying the arrays.
 """
@@ -87,9 +87,11 @@ class SliceDataset(Dataset):
         self.with_healthy = with_healthy
         self.intensity_augment = intensity_augment
         self.intensity_curve = intensity_curve
-        if crop_size is not None and (crop_size < 1 or crop_size > min(self.working_size)):
-            raise UserError(f"{self.cache_dir}: crop size {crop_size} must be between 1 and the slice size {min(self.working_size)}.")
-        self.crop_size = crop_size
+        if crop_size is not None and crop_size < 1:
+            raise UserError(f"{self.cache_dir}: crop size {crop_size} must be a positive number of pixels.")
+        # A crop as large as the slice (a recipe's crop on smaller data, e.g. the 96-pixel phantom) is
+        # the whole slice, cut to a square: the largest crop the data allows.
+        self.crop_size = None if crop_size is None else min(int(crop_size), min(self.working_size))
         self.lesion_crop_probability = float(lesion_crop_probability)
         self._arrays: dict[str, np.ndarray] = {}
         self._pid = -1
@@ -125,9 +127,9 @@ class SliceDataset(Dataset):
         healthy = np.array(self._array("healthy")[row], dtype=np.float32) if self.has_healthy else None
         if self.augment:
             params = sample_augmentation(augmentation_rng(self.seed, self.epoch, row))
-            if healthy is not None:
-                image, healthy = apply_augmentation(params, image)[0], apply_augmentation(params, healthy)[0]
             image, lesion, region = apply_augmentation(params, image, lesion, region)
+            if healthy is not None:  # the same warp as the image, once (tests/data/test_dataset.py)
+                healthy = apply_augmentation(params, healthy)[0]
         if self.intensity_augment:
             params_i = sample_intensity(np.random.default_rng([self.seed, self.epoch, row, 11]),
                                         curve_strength=self.intensity_curve)
