@@ -57,6 +57,7 @@ class ModelConfig:
     gen_gate_fill: bool = False  # with gen_gate: the gate's pixels start from a pyramid fill of the kept ones
     gen_gate_hard: bool = False  # gen_arch=unet with gate fill: gate thresholded at 0.5 (straight-through), dilated 1 px
     gen_gate_refine: bool = True  # gen_arch=unet with gate fill: add the learned refinement tanh(a) to the fill
+    gen_gate_from_masks: bool = False  # gen_arch=unet: the gate learns from the lesion masks only (no gradient through the output)
     gen_gate_scale: int = 1  # gen_arch=unet: the U-Net sees the slice shrunk by this factor; its maps come back bilinearly
     seg_base: int = 64  # U-Net first level width; doubles per level
     seg_depth: int = 4  # number of max-pool downsamplings
@@ -158,20 +159,23 @@ class RunConfig:
 
 _HYBRID_MODEL = {"gen_channels": 32, "gen_blocks": 6, "seg_base": 32, "seg_max_channels": 256,
                  "gen_norm": "none", "gen_zero_init": True, "gen_gate": True,
-                 "gen_arch": "unet", "gen_gate_fill": True, "gen_gate_hard": True, "gen_gate_refine": False}
+                 "gen_arch": "unet", "gen_gate_fill": True, "gen_gate_hard": True, "gen_gate_refine": False,
+                 "gen_gate_from_masks": True, "gen_gate_scale": 2}
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # hybrid (default): GVS's game plus what the data set knows. The generator is a segment-and-fill
-    # network: a U-Net gate (thresholded, straight-through) says where to change, and a pull-push fill
-    # of the pixels it keeps is put there. The gate learns from every lesion mask (BCE + Dice), from
-    # the true healthy image where one is known (inserted lesions, phantom) and from the segmentor,
-    # which keeps hunting what is left of every lesion, real ones included; native-resolution crops,
-    # flips, rotations and random intensity curves. The gen_* widths serve model.gen_arch=resnet only.
-    # See README "Recipes" and docs/quality.md.
+    # hybrid (default): segment and fill. The generator is a U-Net gate (at half resolution,
+    # thresholded at 0.5, dilated one pixel) that says where to change, and a pull-push fill of the
+    # pixels it keeps that says what to put there. The gate learns from every lesion mask (BCE +
+    # Dice), real and inserted, on 128-pixel native crops with flips, rotations and random intensity
+    # curves; it needs masks only, no true healthy image. No adversarial step: measured at CPU budgets, the segmentor's game and the truth's
+    # gradient through the output opened the gate over normal tissue, and the game cost 5x the step
+    # (docs/quality.md, session 4). The game lives on in the paper, small and reference presets and
+    # in train.adversarial_weight with model.gen_gate_from_masks=false. The gen_* widths serve
+    # model.gen_arch=resnet only. See README "Recipes".
     "hybrid": {
         "model": dict(_HYBRID_MODEL),
-        "train": {"supervised_weight": 10.0, "gate_weight": 1.0, "adversarial_weight": 1.0, "lambda_residual": 0.0,
-                  "residual_region": "normal", "crop_size": 64, "lesion_crop_probability": 0.7, "epochs": 60,
+        "train": {"supervised_weight": 0.0, "gate_weight": 1.0, "adversarial_weight": 0.0, "lambda_residual": 0.0,
+                  "residual_region": "normal", "crop_size": 128, "lesion_crop_probability": 0.5, "epochs": 60,
                   "augment": True, "intensity_augment": True, "intensity_curve": 0.8, "gate_dice": True,
                   "lesion_only": False},
     },

@@ -9,9 +9,11 @@
                             original images and, where the data set has them, the true healthy images
     <out>/pipeline.json     the settings, the stages' timings and the headline figures
 
-A data set without true healthy volumes (any real one) cannot teach the default recipe's supervised
-term, so the pipeline first writes ``<out>/inserted/``: each case with synthetic lesions inserted into
-its lesion-free tissue and its own scan as the truth (``pseudohealthy phantom --kind inserted``).
+A data set without true healthy volumes (any real one) gives no ground truth to score against (nor
+to teach a recipe with a supervised term), so the pipeline first writes ``<out>/inserted/``: each
+case with synthetic lesions inserted into its lesion-free tissue and its own scan as the truth
+(``pseudohealthy phantom --kind inserted``); ``--inserted-copies 0`` skips this for recipes that need
+no truth (then only the real cases are scored).
 Training, synthesis and the ground-truth evaluation run on that copy, split by *source* case, so no
 subject is on both sides; then ``<out>/evaluation-real/`` scores GVS on the untouched real test cases
 (A-Dice, Healthiness, identity: no truth there), again beside the fills.
@@ -145,7 +147,7 @@ def run_pipeline(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[
     real_data, sources = data, None
     cache = output / "cache"
     run_cfg = run_config_for(cfg, cache)
-    if run_cfg.train.supervised_weight > 0 and not _has_truth(data, cfg.source):
+    if not _has_truth(data, cfg.source) and (cfg.inserted_copies > 0 or run_cfg.train.supervised_weight > 0):
         data, sources = inserted_copy(real_data, output, cfg, echo, progress)
     pre = PreprocessConfig(source=cfg.source, working_size=working_size_for(cfg), test_fraction=cfg.test_fraction,
                            split_seed=cfg.seed)

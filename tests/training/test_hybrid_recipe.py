@@ -92,12 +92,16 @@ def test_crops_are_seeded_by_epoch_and_find_the_lesion(truth_cache):
     assert torch.equal(again, image) and any(moved)
 
 
-def test_a_cache_without_truth_is_refused_with_one_sentence(tiny_cache):
+def test_a_cache_without_truth_is_refused_with_one_sentence_when_the_recipe_needs_it(tiny_cache):
     from pseudohealthy.training.loop import train
 
-    cfg = resolve_run_config(preset="hybrid", overrides=TINY_HYBRID, data=str(tiny_cache))
+    cfg = resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["train.supervised_weight=10"], data=str(tiny_cache))
     with pytest.raises(UserError, match="no true healthy images"):
         train(cfg, tiny_cache.parent / "refused-run", progress=False)
+    # The default hybrid recipe learns from the masks alone: real data without truth trains.
+    cfg = resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["train.epochs=1", "train.max_steps_per_epoch=2"],
+                             data=str(tiny_cache))
+    assert train(cfg, tiny_cache.parent / "masks-only-run", progress=False).is_file()
 
 
 def test_hybrid_training_heals_and_the_budget_stops_it_with_a_checkpoint(truth_cache, tmp_path):
@@ -112,8 +116,8 @@ def test_hybrid_training_heals_and_the_budget_stops_it_with_a_checkpoint(truth_c
     last = train(cfg, tmp_path / "run", progress=False)
     rows = list(csv.DictReader(open(tmp_path / "run" / "losses.csv")))
     assert 5 <= len(rows) < 1000  # stopped by the budget, not by the epoch cap
-    sup = [float(r["loss_sup"]) for r in rows]
-    assert np.mean(sup[-3:]) < 0.8 * np.mean(sup[:2])  # the supervised error fell
+    gate = [float(r["loss_g"]) for r in rows]  # the default recipe: the gate's BCE + Dice against the masks
+    assert np.mean(gate[-3:]) < 0.8 * np.mean(gate[:2])  # the gate learned the lesions
     lrs = [float(r["lr_g"]) for r in rows]
     assert lrs[-1] < lrs[0] <= 2e-3  # the schedule decays over the budget
     payload = read_checkpoint(last)
@@ -185,3 +189,22 @@ def test_hard_gate_keeps_every_pixel_outside_it_bit_for_bit_and_still_trains_the
     assert logits.grad.abs().sum() > 0  # straight-through: the output's loss reaches the gate's logits
     without_refinement = gated_output(x, torch.ones_like(x), logits.detach(), fill=True, hard=True, refine=False)
     torch.testing.assert_close(without_refinement, gated_output(x, torch.zeros_like(x), logits.detach(), fill=True, hard=True))
+
+
+def test_a_gate_from_masks_gets_no_gradient_through_the_output_but_from_its_own_loss():
+    from pseudohealthy.losses.gate import gate_loss
+    from pseudohealthy.models.generator import gated_output
+
+    x = torch.rand(1, 1, 32, 32) * 2 - 1
+    logits = torch.full((1, 1, 32, 32), -3.0)
+    logits[..., 10:14, 10:14] = 3.0
+    logits.requires_grad_(True)
+    out = gated_output(x, torch.zeros_like(x), logits, fill=True, hard=True, gate_from_masks=True)
+    torch.testing.assert_close(out, gated_output(x, torch.zeros_like(x), logits.detach(), fill=True, hard=True))
+    assert not out.requires_grad  # neither the straight-through path nor the fill's trust reaches the gate
+    cfg = resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_gate_from_masks=true"])
+    generator = build_generator(cfg.model)
+    out, gate = generator(x, return_gate=True)
+    assert not out.requires_grad  # (no refinement in the preset: the output is the fill's alone)
+    gate_loss(gate, (torch.rand_like(x) > 0.8).float()).backward()
+    assert generator.net.head.weight.grad.abs().sum() > 0

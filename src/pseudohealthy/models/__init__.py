@@ -75,7 +75,8 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
         unet = UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels, decoder=cfg.seg_decoder,
                     align_corners=cfg.seg_align_corners, bias=cfg.seg_conv_bias)
         return _with_layout(GatedUNetGenerator(unet, fill=cfg.gen_gate_fill, hard=cfg.gen_gate_hard,
-                                                     refine=cfg.gen_gate_refine, scale=cfg.gen_gate_scale), cfg.slice_layout)
+                                                     refine=cfg.gen_gate_refine, scale=cfg.gen_gate_scale,
+                                                     gate_from_masks=cfg.gen_gate_from_masks), cfg.slice_layout)
     net = ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings,
                           norm=cfg.gen_norm, zero_init=cfg.gen_zero_init and output in ("residual", "additive"),
                           gate=cfg.gen_gate and output == "residual", in_channels=in_channels, output=output, out_channels=1,

@@ -140,12 +140,13 @@ def hard_gate(gate: torch.Tensor) -> torch.Tensor:
 
 
 def gated_output(x: torch.Tensor, correction: torch.Tensor, gate_logit: torch.Tensor, fill: bool,
-                 hard: bool = False, refine: bool = True) -> torch.Tensor:
+                 hard: bool = False, refine: bool = True, gate_from_masks: bool = False) -> torch.Tensor:
     """A gated generator's output from its two maps: ``x + m * 2 tanh(a)``, or with ``fill``
     ``x + m * (pyramid_fill(x; (1 - m)^4 outside the background) + tanh(a) - x)``; ``hard`` uses
     :func:`hard_gate` for ``m`` (pixels outside it are the input, bit for bit); ``refine=False``
-    drops ``tanh(a)`` (the fill alone)."""
-    gate = torch.sigmoid(gate_logit)
+    drops ``tanh(a)`` (the fill alone); ``gate_from_masks``: the output passes no gradient to the gate
+    (it learns from its own loss against the lesion masks only, losses/gate.py)."""
+    gate = torch.sigmoid(gate_logit.detach() if gate_from_masks else gate_logit)
     if not fill:
         return x + gate * (GATE_CORRECTION_RANGE * torch.tanh(correction))
     # The fill trusts pixels by the soft gate also under a hard gate: a fill from a closed gate would
@@ -170,7 +171,8 @@ class GatedUNetGenerator(nn.Module):
     of the net covers 128 pixels of the slice, for a quarter of the compute (docs/quality.md).
     """
 
-    def __init__(self, unet: nn.Module, fill: bool = True, hard: bool = False, refine: bool = True, scale: int = 1) -> None:
+    def __init__(self, unet: nn.Module, fill: bool = True, hard: bool = False, refine: bool = True, scale: int = 1,
+                 gate_from_masks: bool = False) -> None:
         super().__init__()
         if scale < 1:
             raise ValueError(f"the gate's scale must be a positive integer, not {scale}")
@@ -180,6 +182,7 @@ class GatedUNetGenerator(nn.Module):
         self.gate_hard = hard
         self.gate_refine = refine
         self.scale = int(scale)
+        self.gate_from_masks = gate_from_masks
         zero_correction(unet.head, 1)
 
     def maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,5 +195,5 @@ class GatedUNetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor, return_gate: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         correction, gate_logit = self.maps(x)
-        out = gated_output(x, correction, gate_logit, self.gate_fill, self.gate_hard, self.gate_refine)
+        out = gated_output(x, correction, gate_logit, self.gate_fill, self.gate_hard, self.gate_refine, self.gate_from_masks)
         return (out, gate_logit) if return_gate else out

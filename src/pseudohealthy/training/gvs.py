@@ -45,10 +45,15 @@ def check_train_options(run_config: RunConfig) -> None:
             raise UserError(f"train.{name}={value!r} is unknown; choose one of {', '.join(allowed)}.")
     if t.supervised_weight < 0 or t.adversarial_weight < 0:
         raise UserError("train.supervised_weight and train.adversarial_weight must not be negative.")
-    if t.adversarial_weight == 0 and t.supervised_weight == 0:
-        raise UserError("train.adversarial_weight=0 needs train.supervised_weight > 0: otherwise nothing teaches G to heal.")
+    m = run_config.model
+    taught_by_masks = m.gen_gate and m.gen_gate_from_masks and t.gate_weight > 0
+    if t.adversarial_weight == 0 and t.supervised_weight == 0 and not taught_by_masks:
+        raise UserError("train.adversarial_weight=0 needs train.supervised_weight > 0 (or a gate taught by the masks, "
+                        "model.gen_gate_from_masks=true): otherwise nothing teaches G to heal.")
     if t.gate_weight > 0 and not run_config.model.gen_gate:
         raise UserError("train.gate_weight > 0 needs a gated generator (model.gen_gate=true).")
+    if m.gen_gate and m.gen_gate_from_masks and t.gate_weight <= 0:
+        raise UserError("model.gen_gate_from_masks=true needs train.gate_weight > 0: the masks are then the gate's only teacher.")
     if t.max_minutes is not None and t.max_minutes <= 0:
         raise UserError(f"train.max_minutes={t.max_minutes}: the time budget must be positive (or null for none).")
     if t.epochs < 1 or t.batch_size < 1:
