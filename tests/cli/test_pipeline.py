@@ -67,11 +67,12 @@ def test_pipeline_on_data_without_truth_trains_on_inserted_lesions_split_by_subj
     (raw / "phantom.json").unlink()
     out = tmp_path / "out"
     result = cli(["pipeline", "--data", raw, "--output", out, "--test-cases", "PhantomBrain_001", "--train-minutes", "0.05",
-                  "--fills", "mean", "--adice-trials", "0", "--no-healthiness", "--quiet",
+                  "--fills", "mean", "--adice-trials", "0", "--no-healthiness", "--quiet", "--intensity", "median",
                   "model.gen_channels=8", "model.gen_blocks=1", "model.seg_base=8", "model.seg_depth=3",
                   "model.seg_max_channels=16", "train.crop_size=32", "train.batch_size=2", "train.max_steps_per_epoch=2"])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "pipeline.json").read_text())
+    assert json.loads((out / "cache" / "fingerprint.json").read_text())["config"]["intensity"] == "median"
     assert summary["test_cases"] == ["PhantomBrain_001-ins00", "PhantomBrain_001-ins01"]
     assert not any(c.startswith("PhantomBrain_001") for c in summary["train_cases"])
     assert set(summary["figures"]) == {"inserted", "real"}

@@ -36,6 +36,26 @@ def test_percentile_clip_is_the_995th_percentile_of_brain_voxels():
     assert prepared.clip[1] < 5000  # the outliers are clipped
 
 
+def test_median_clip_puts_the_bulk_of_tissue_at_one_place_whatever_the_bright_tail():
+    """Two scans of the same tissue whose bright tail (CSF, lesions) differs: the median scaling puts
+    their normal tissue at the same normalised value (-0.5), the percentile scaling does not."""
+    rng = np.random.default_rng(0)
+    tissue = rng.normal(300, 30, (30, 30, 4)).clip(1)
+    dim, bright = tissue.copy(), tissue.copy()
+    dim[:2] = 700  # CSF at 2.3x tissue in one scan...
+    bright[:2] = 1300  # ...at 4.3x in the other
+    levels = {}
+    for mode in ("median", "percentile"):
+        for name, img in (("dim", dim), ("bright", bright)):
+            prepared = prepare_volume(img.astype(np.float32), PreprocessConfig(intensity=mode))
+            levels[mode, name] = float(np.median(prepared.slices[:, 5:, :]))
+    assert levels["median", "dim"] == pytest.approx(-0.5, abs=0.02)
+    assert levels["median", "bright"] == pytest.approx(-0.5, abs=0.02)
+    assert abs(levels["percentile", "dim"] - levels["percentile", "bright"]) > 0.2
+    prepared = prepare_volume(dim.astype(np.float32), PreprocessConfig(intensity="median"))
+    assert prepared.clip == (0.0, pytest.approx(4 * np.median(dim)))
+
+
 @pytest.mark.parametrize("normalization", ["volume", "zscore-slice"])
 def test_range_background_and_affine_map_per_slice(normalization):
     img = brain_volume()

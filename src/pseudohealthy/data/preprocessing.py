@@ -9,6 +9,10 @@ Steps, in order
    - ``percentile`` (MR; BraTS and own folders by default): clip to ``[0, V]`` with ``V`` the
      ``clip_percentile`` (99.5) percentile of the region voxels, as the paper does per volume. The
      region is ``image > 0`` (the brain for skull-stripped BraTS) unless one is given.
+   - ``median`` (MR, opt-in; the ``hybrid`` recipe's): clip to ``[0, 4 m]`` with ``m`` the median of
+     the region voxels, so the bulk of normal tissue lands at the same place (-0.5) in every scan;
+     the 99.5th percentile depends on how bright a scan's CSF and lesions are (two real T2 cases:
+     normal tissue at -0.53 and -0.34 after the percentile clip). Brighter voxels are clipped.
    - ``range`` (CT; LiTS by default, or whenever ``clip_range`` is set): clip to ``clip_range``,
      ``[-200, 250]`` HU by default. The region is given by labels (LiTS: liver), else ``image > low``.
 2. Normalise (``PreprocessConfig.normalization``), always an affine map per slice,
@@ -41,7 +45,9 @@ from pseudohealthy.errors import UserError
 NORMALIZATIONS = ("volume", "zscore-slice", "reference")
 PER_SLICE = ("zscore-slice", "reference")  # min-max of each slice after a background fill
 RESIZE_MODES = ("resize", "crop")
-INTENSITY_MODES = ("percentile", "range")
+INTENSITY_MODES = ("percentile", "median", "range")
+# median mode: the upper clip is this multiple of the region's median, so the median maps to -0.5.
+MEDIAN_MULTIPLE = 4.0
 DEFAULT_CT_RANGE = (-200.0, 250.0)  # HU, the paper's LiTS window
 SIZE_MULTIPLE = 16  # the networks downsample up to 4 times
 
@@ -211,7 +217,10 @@ def _clip_bounds(image: np.ndarray, cfg: PreprocessConfig, region: np.ndarray | 
     values = values[values > 0]  # the lower clip is 0: only positive voxels can set the upper one
     if values.size == 0:
         return 0.0, 1.0  # an empty volume: everything is background; any positive scale will do
-    high = float(np.percentile(values, cfg.clip_percentile))
+    if mode == "median":
+        high = MEDIAN_MULTIPLE * float(np.median(values))
+    else:
+        high = float(np.percentile(values, cfg.clip_percentile))
     return 0.0, high if high > 0 else 1.0
 
 

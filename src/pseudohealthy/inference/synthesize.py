@@ -45,7 +45,7 @@ def region_for_inference(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray
     whole image may change.
     """
     mode = cfg.intensity or ("range" if cfg.source == "lits" else "percentile")
-    return image > 0 if mode == "percentile" else None
+    return image > 0 if mode in ("percentile", "median") else None
 
 
 @torch.no_grad()
