@@ -204,10 +204,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # In-plane working size each preset is meant for (None: the data's native size, the crop recipe).
 PRESET_WORKING_SIZE: dict[str, int | None] = {"hybrid": None, "paper": 128, "small": 64, "tiny": 32}
-# MR intensity scaling each preset is meant for where it differs from the source's default (the
-# 99.5th percentile): the hybrid gate is a segmentation that must find lesions in scans whose bright
-# tail differs from the training scans' (docs/quality.md, session 4). CT keeps its HU window.
-PRESET_MR_INTENSITY: dict[str, str] = {"hybrid": "median"}
 
 
 def to_dict(obj: Any) -> Any:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pseudohealthy.config import PRESET_MR_INTENSITY, PRESET_WORKING_SIZE, PreprocessConfig, RunConfig, resolve_run_config, to_dict
+from pseudohealthy.config import PRESET_WORKING_SIZE, PreprocessConfig, RunConfig, resolve_run_config, to_dict
 from pseudohealthy.errors import UserError
 
 DEFAULT_PRESET = "hybrid"
@@ -48,7 +48,7 @@ class PipelineConfig:
     train_minutes: float = 15.0
     seed: int = 0
     working_size: int | None = None  # None: the preset's (native resolution for hybrid)
-    intensity: str | None = None  # the cache's intensity scaling (percentile | median | range); None: the recipe's for MR (intensity_for)
+    intensity: str | None = None  # the cache's intensity scaling (percentile | median | range); None: the source's (MR percentile, CT HU window)
     test_cases: list[str] | None = None  # explicit test cases; else --splits, else a seeded split
     splits: str | None = None  # a splits.json whose train/test lists are used
     test_fraction: float = 0.1
@@ -65,20 +65,6 @@ def working_size_for(cfg: PipelineConfig) -> int | None:
     if cfg.working_size is not None:
         return cfg.working_size
     return PRESET_WORKING_SIZE.get(cfg.preset, 64)
-
-
-def intensity_for(cfg: PipelineConfig, data: Path) -> str | None:
-    """The cache's intensity scaling: ``--intensity``, else the recipe's for MR layouts (hybrid:
-    ``median``), else None (the source's default: MR percentile, CT HU window)."""
-    from pseudohealthy.data.sources import detect_source
-
-    if cfg.intensity is not None:
-        return cfg.intensity
-    wanted = PRESET_MR_INTENSITY.get(cfg.preset)
-    if wanted is None:
-        return None
-    source = cfg.source if cfg.source != "auto" else detect_source(data)
-    return wanted if source in ("brats", "folder") else None
 
 
 def run_config_for(cfg: PipelineConfig, cache: Path) -> RunConfig:
@@ -165,7 +151,7 @@ def run_pipeline(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[
     if not _has_truth(data, cfg.source) and (cfg.inserted_copies > 0 or run_cfg.train.supervised_weight > 0):
         data, sources = inserted_copy(real_data, output, cfg, echo, progress)
     pre = PreprocessConfig(source=cfg.source, working_size=working_size_for(cfg), test_fraction=cfg.test_fraction,
-                           split_seed=cfg.seed, intensity=intensity_for(cfg, data))
+                           split_seed=cfg.seed, intensity=cfg.intensity)
     summary = preprocess_dataset(data, cache, pre, overwrite=True, progress=progress)
     split = choose_split(cache, cfg, sources)
     echo(f"{label('preprocess')}: {summary['status']}; {summary['slices']} slices ({summary['lesion_slices']} with lesion), "
