@@ -167,9 +167,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # thresholded at 0.5, dilated one pixel) that says where to change, and a pull-push fill of the
     # pixels it keeps that says what to put there. The gate learns from every lesion mask (BCE +
     # Dice), real and inserted, on 128-pixel native crops with flips, rotations and random intensity
-    # curves; it needs masks only, no true healthy image. No adversarial step: measured at CPU budgets, the segmentor's game and the truth's
-    # gradient through the output opened the gate over normal tissue, and the game cost 5x the step
-    # (docs/quality.md, session 4). The game lives on in the paper, small and reference presets and
+    # curves; it needs masks only, no true healthy image. No adversarial step: measured at CPU
+    # budgets, the segmentor's game and the truth's gradient through the output opened the gate over
+    # normal tissue, and the game cost 5x the step (docs/quality.md, session 4). The game lives on in the paper, small and reference presets and
     # in train.adversarial_weight with model.gen_gate_from_masks=false. The gen_* widths serve
     # model.gen_arch=resnet only. See README "Recipes".
     "hybrid": {

@@ -132,6 +132,7 @@ def run_pipeline(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[
                  progress: bool = True, stage_offset: int = 0, stages: int = 4) -> dict[str, Any]:
     """Run (or resume) every stage on the data set ``data``; returns what ``pipeline.json`` holds."""
     from pseudohealthy.data.cache import preprocess_dataset
+    from pseudohealthy.data.preprocessing import validate_config
     from pseudohealthy.training.loop import train
 
     data, output = Path(data), Path(output)
@@ -148,10 +149,11 @@ def run_pipeline(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[
     real_data, sources = data, None
     cache = output / "cache"
     run_cfg = run_config_for(cfg, cache)
-    if not _has_truth(data, cfg.source) and (cfg.inserted_copies > 0 or run_cfg.train.supervised_weight > 0):
-        data, sources = inserted_copy(real_data, output, cfg, echo, progress)
     pre = PreprocessConfig(source=cfg.source, working_size=working_size_for(cfg), test_fraction=cfg.test_fraction,
                            split_seed=cfg.seed, intensity=cfg.intensity)
+    validate_config(pre)  # a bad setting is refused before any lesion is inserted
+    if not _has_truth(data, cfg.source) and (cfg.inserted_copies > 0 or run_cfg.train.supervised_weight > 0):
+        data, sources = inserted_copy(real_data, output, cfg, echo, progress)
     summary = preprocess_dataset(data, cache, pre, overwrite=True, progress=progress)
     split = choose_split(cache, cfg, sources)
     echo(f"{label('preprocess')}: {summary['status']}; {summary['slices']} slices ({summary['lesion_slices']} with lesion), "

@@ -6,8 +6,8 @@ the canonical z of the slice. ``with_healthy=True`` appends the true healthy sli
 (NaN where the truth is unknown, such as inside a real scan's own lesion). ``crop_size`` cuts a
 seeded random square out of every slice (centred near a lesion pixel with ``lesion_crop_probability``,
 else anywhere in the region), so that networks train at the data's native resolution at the cost of
-a small patch; a crop larger than the slice is cut to the slice's smaller side. ``intensity_augment`` applies a seeded random gamma and contrast (``augment.py``) to the
-image and its truth alike. Arrays are memory-mapped and opened lazily in each process, so a data
+a small patch; a crop larger than the slice is cut to the slice's smaller side. ``intensity_augment``
+applies a seeded random gamma and contrast (``augment.py``) to the image and its truth alike. Arrays are memory-mapped and opened lazily in each process, so a data
 loader's workers share the page cache instead of copying the arrays.
 """
 from __future__ import annotations

@@ -9,10 +9,11 @@ Steps, in order
    - ``percentile`` (MR; BraTS and own folders by default): clip to ``[0, V]`` with ``V`` the
      ``clip_percentile`` (99.5) percentile of the region voxels, as the paper does per volume. The
      region is ``image > 0`` (the brain for skull-stripped BraTS) unless one is given.
-   - ``median`` (MR, opt-in; the ``hybrid`` recipe's): clip to ``[0, 4 m]`` with ``m`` the median of
+   - ``median`` (MR, opt-in: ``pipeline --intensity median``): clip to ``[0, 4 m]`` with ``m`` the median of
      the region voxels, so the bulk of normal tissue lands at the same place (-0.5) in every scan;
      the 99.5th percentile depends on how bright a scan's CSF and lesions are (two real T2 cases:
      normal tissue at -0.53 and -0.34 after the percentile clip). Brighter voxels are clipped.
+     Measured worse than ``percentile`` on the unseen-subject benchmark (docs/decisions.md).
    - ``range`` (CT; LiTS by default, or whenever ``clip_range`` is set): clip to ``clip_range``,
      ``[-200, 250]`` HU by default. The region is given by labels (LiTS: liver), else ``image > low``.
 2. Normalise (``PreprocessConfig.normalization``), always an affine map per slice,

@@ -67,10 +67,9 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
     if cfg.gen_arch == "unet":
         if not (cfg.gen_gate and output == "residual" and in_channels == 1):
             raise UserError("model.gen_arch=unet is the gated GVS generator: it needs model.gen_gate=true.")
-        from pseudohealthy.models.segmentor import UNet
-
         if cfg.gen_gate_scale < 1:
             raise UserError(f"model.gen_gate_scale={cfg.gen_gate_scale} must be a positive integer (1: the gate sees the full slice).")
+        from pseudohealthy.models.segmentor import UNet
 
         unet = UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels, decoder=cfg.seg_decoder,
                     align_corners=cfg.seg_align_corners, bias=cfg.seg_conv_bias)

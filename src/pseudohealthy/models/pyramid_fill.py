@@ -1,9 +1,10 @@
 """A differentiable, batched lesion fill inside the generator: pull-push over an image pyramid.
 
 The gated generator (``model.gen_gate_fill``) fills the pixels its gate opens from the pixels it
-keeps (optionally plus a learned refinement, ``model.gen_gate_refine``); this module is that fill. It is written by hand because the
-classical inpainting of scikit-image and OpenCV (``pseudohealthy fill``) runs per slice on NumPy
-arrays, gives no gradient to the gate, and does not run on a GPU inside a batch.
+keeps (optionally plus a learned refinement, ``model.gen_gate_refine``); this module is that fill.
+It is written by hand because the classical inpainting of scikit-image and OpenCV (``pseudohealthy
+fill``) runs per slice on NumPy arrays, gives no gradient to the gate, and does not run on a GPU
+inside a batch.
 
 ``pyramid_fill(x, known)``: ``known`` in [0, 1] is how far each pixel of ``x`` is to be trusted.
 Pull: average ``known * x`` and ``known`` over 2x2 blocks down to one pixel, so that each coarse

@@ -50,7 +50,7 @@ def check_train_options(run_config: RunConfig) -> None:
     if t.adversarial_weight == 0 and t.supervised_weight == 0 and not taught_by_masks:
         raise UserError("train.adversarial_weight=0 needs train.supervised_weight > 0 (or a gate taught by the masks, "
                         "model.gen_gate_from_masks=true): otherwise nothing teaches G to heal.")
-    if t.gate_weight > 0 and not run_config.model.gen_gate:
+    if t.gate_weight > 0 and not m.gen_gate:
         raise UserError("train.gate_weight > 0 needs a gated generator (model.gen_gate=true).")
     if m.gen_gate and m.gen_gate_from_masks and t.gate_weight <= 0:
         raise UserError("model.gen_gate_from_masks=true needs train.gate_weight > 0: the masks are then the gate's only teacher.")
