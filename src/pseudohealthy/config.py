@@ -94,6 +94,7 @@ class TrainConfig:
     train_fraction: float = 1.0  # GVS(0.3) trains on 30% of the training cases
     lesion_only: bool = True  # train on lesion-containing slices only (paper)
     augment: bool = False  # seeded flips and small rotations
+    augment_scale: float = 0.0  # with augment: zoom each axis by up to 1 + this (log-uniform; 0 = none): other head sizes
     intensity_augment: bool = False  # seeded random gamma and contrast (another scanner's grey levels)
     intensity_curve: float = 0.0  # with intensity_augment: strength of a random monotone intensity curve (0 = none)
     seed: int = 0

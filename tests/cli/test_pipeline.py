@@ -66,8 +66,13 @@ def test_pipeline_on_data_without_truth_trains_on_inserted_lesions_split_by_subj
         extra.unlink()
     (raw / "phantom.json").unlink()
     out = tmp_path / "out"
+    from pseudohealthy.pipeline import MIN_TRAIN_VOLUMES, PipelineConfig, copies_per_subject
+
+    # by default the two training subjects get copies for MIN_TRAIN_VOLUMES training volumes; the test subject 2
+    default = copies_per_subject(raw, PipelineConfig(test_cases=["PhantomBrain_001"]))
+    assert default == {"PhantomBrain_000": MIN_TRAIN_VOLUMES // 2, "PhantomBrain_001": 2, "PhantomBrain_002": MIN_TRAIN_VOLUMES // 2}
     result = cli(["pipeline", "--data", raw, "--output", out, "--test-cases", "PhantomBrain_001", "--train-minutes", "0.05",
-                  "--fills", "mean", "--adice-trials", "0", "--no-healthiness", "--quiet", "--intensity", "median",
+                  "--train-copies", "3", "--fills", "mean", "--adice-trials", "0", "--no-healthiness", "--quiet", "--intensity", "median",
                   "model.gen_channels=8", "model.gen_blocks=1", "model.seg_base=8", "model.seg_depth=3",
                   "model.seg_max_channels=16", "train.crop_size=32", "train.batch_size=2", "train.max_steps_per_epoch=2"])
     assert result.exit_code == 0, result.output
@@ -75,6 +80,7 @@ def test_pipeline_on_data_without_truth_trains_on_inserted_lesions_split_by_subj
     assert json.loads((out / "cache" / "fingerprint.json").read_text())["config"]["intensity"] == "median"
     assert summary["test_cases"] == ["PhantomBrain_001-ins00", "PhantomBrain_001-ins01"]
     assert not any(c.startswith("PhantomBrain_001") for c in summary["train_cases"])
+    assert sorted(summary["train_cases"]) == [f"PhantomBrain_00{s}-ins0{k}" for s in (0, 2) for k in range(3)]
     assert set(summary["figures"]) == {"inserted", "real"}
     assert "truth" in summary["figures"]["inserted"] and "truth" not in summary["figures"]["real"]
     assert {"gvs", "original", "fill-mean"} <= set(summary["figures"]["real"])

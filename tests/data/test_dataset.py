@@ -97,6 +97,30 @@ def test_sampled_parameters_are_seeded_and_bounded():
     assert sample_augmentation(augmentation_rng(0, 3, 7)) == sample_augmentation(augmentation_rng(0, 3, 7))
 
 
+def test_zoom_is_drawn_last_bounded_and_moves_image_and_mask_alike():
+    """augment_scale draws a zoom after the old draws (runs without it replay as before), within
+    [1 / (1 + s), 1 + s] per axis; the zoom enlarges along its axis and keeps the mask on the image."""
+    for e, i in [(0, 1), (2, 5), (4, 9)]:
+        old = sample_augmentation(augmentation_rng(0, e, i))
+        zoomed = sample_augmentation(augmentation_rng(0, e, i), max_scale=0.2)
+        assert (zoomed.flip_h, zoomed.flip_w, zoomed.angle) == (old.flip_h, old.flip_w, old.angle)
+        assert old.scale == (1.0, 1.0)
+    zooms = np.array([sample_augmentation(augmentation_rng(0, 0, i), max_scale=0.2).scale for i in range(200)])
+    assert zooms.min() >= 1 / 1.2 - 1e-9 and zooms.max() <= 1.2 + 1e-9 and zooms.std() > 0.05
+    image = np.full((40, 40), -1.0, np.float32)
+    image[15:25, 18:22] = 1.0
+    mask = (image > 0).astype(np.uint8)
+    out, out_mask = apply_augmentation(AugmentParams(scale=(1.5, 1.0)), image, mask)
+    rows, cols = np.nonzero(out_mask)
+    assert rows.max() - rows.min() + 1 == 15 and cols.max() - cols.min() + 1 == 4  # 10 rows x 1.5, columns kept
+    bright_rows = np.nonzero((out > 0).any(1))[0]  # the image (linear) spans the mask's rows (nearest), +-1
+    assert abs(bright_rows.min() - rows.min()) <= 1 and abs(bright_rows.max() - rows.max()) <= 1
+    assert ((out > 0) == (out_mask > 0)).mean() > 0.97
+    rotated_zoomed, rz_mask = apply_augmentation(AugmentParams(angle=90.0, scale=(1.0, 2.0)), image, mask)
+    rows, cols = np.nonzero(rz_mask)
+    assert rows.max() - rows.min() + 1 == 4 and cols.max() - cols.min() + 1 == 20  # rotated (4 x 10), then zoomed
+
+
 def test_dataloader_batches_pickling_and_healthy_missing(cache):
     ds = SliceDataset(cache, "train", lesion_only=True)
     ds[0]  # opens the memory maps

@@ -13,6 +13,7 @@ from pseudohealthy.data.nifti_io import from_canonical, load_nifti
 from pseudohealthy.data.phantom import replay_case
 from pseudohealthy.data.phantom.inserted import generate_inserted
 from pseudohealthy.data.sources import find_cases, load_case
+from pseudohealthy.errors import UserError
 
 SHAPE = (48, 48, 24)
 # A permuted, flipped, anisotropic affine: canonical axes differ from the on-disk ones.
@@ -142,6 +143,23 @@ def test_replay_from_params_is_byte_identical(brats_inserted) -> None:
             disk = _disk(out / name / f"{name}_{suffix}.nii.gz")
             again = from_canonical(array, ref)
             assert again.dtype == disk.dtype and again.tobytes() == disk.tobytes()
+
+
+def test_copies_per_case_adds_copies_and_keeps_the_first_ones(brats_inserted, tmp_path: Path) -> None:
+    """A case given more copies (the pipeline's training subjects) gets them; copy k is the same
+    bytes whatever the number of copies, so a benchmark's test copies do not move."""
+    source, out = brats_inserted
+    more = tmp_path / "more"
+    generate_inserted(source, more, copies=2, seed=3, max_lesions=3, progress=False, copies_per_case={"CaseA": 4})
+    record = json.loads((more / "phantom.json").read_text())
+    assert sorted(record["case_map"]) == ["CaseA-ins00", "CaseA-ins01", "CaseA-ins02", "CaseA-ins03", "CaseB-ins00", "CaseB-ins01"]
+    assert record["copies_per_case"] == {"CaseA": 4}
+    for name in ("CaseA-ins01", "CaseB-ins00"):
+        for suffix in ("t2", "seg", "t2_healthy"):
+            assert _disk(more / name / f"{name}_{suffix}.nii.gz").tobytes() == _disk(out / name / f"{name}_{suffix}.nii.gz").tobytes()
+    assert _disk(more / "CaseA-ins03" / "CaseA-ins03_seg.nii.gz").tobytes() != _disk(more / "CaseA-ins01" / "CaseA-ins01_seg.nii.gz").tobytes()
+    with pytest.raises(UserError, match="at least one copy"):
+        generate_inserted(source, tmp_path / "none", copies=2, seed=3, progress=False, copies_per_case={"CaseB": 0})
 
 
 def test_lits_layout_with_volume_mapping(tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
         adice_trials: int = typer.Option(3, "--adice-trials", help="A-Dice trials per method (0 skips A-Dice)."),
         healthiness: bool = typer.Option(True, "--healthiness/--no-healthiness", help="Also compute Xia et al.'s Healthiness."),
         evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="End with the evaluation report."),
-        inserted_copies: int = typer.Option(2, "--inserted-copies", help="Data without true healthy volumes: inserted-lesion copies per case."),
+        inserted_copies: int = typer.Option(2, "--inserted-copies", help="Data without true healthy volumes: inserted-lesion copies per test case."),
+        train_copies: Optional[int] = typer.Option(None, "--train-copies", help="Inserted-lesion copies per training case (default: enough for 24 training volumes, at least --inserted-copies)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the split, the training and the metrics."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ) -> None:
@@ -45,7 +46,8 @@ def register(app: typer.Typer) -> None:
         cfg = PipelineConfig(preset=preset, train_minutes=train_minutes, seed=seed, working_size=working_size, intensity=intensity,
                              test_cases=_names(test_cases), splits=str(splits) if splits else None,
                              fills=_names(fills) or [], adice_trials=adice_trials, healthiness=healthiness,
-                             evaluate=evaluate, overrides=list(overrides or []), inserted_copies=inserted_copies)
+                             evaluate=evaluate, overrides=list(overrides or []), inserted_copies=inserted_copies,
+                             train_copies=train_copies)
         result = run_pipeline(data, output, cfg, echo=typer.echo, progress=not quiet)
         typer.echo("")
         figures = result["figures"]

@@ -1,4 +1,5 @@
-"""Seeded slice augmentation: random flips and small rotations, applied alike to image and masks.
+"""Seeded slice augmentation: random flips, small rotations and (optionally) anisotropic scaling,
+applied alike to image and masks.
 
 Random-then-deterministic (as in TorchIO): :func:`sample_augmentation` draws the parameters from a
 generator, :func:`apply_augmentation` applies them without any randomness, so a transform can be
@@ -20,6 +21,7 @@ class AugmentParams:
     flip_h: bool = False
     flip_w: bool = False
     angle: float = 0.0  # degrees, in-plane rotation about the slice centre
+    scale: tuple[float, float] = (1.0, 1.0)  # zoom along H and W about the slice centre (> 1 enlarges)
 
 
 def augmentation_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -27,14 +29,22 @@ def augmentation_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(epoch), int(index)])
 
 
-def sample_augmentation(rng: np.random.Generator, max_angle: float = 10.0, p_flip_h: float = 0.5, p_flip_w: float = 0.0) -> AugmentParams:
+def sample_augmentation(rng: np.random.Generator, max_angle: float = 10.0, p_flip_h: float = 0.5, p_flip_w: float = 0.0,
+                        max_scale: float = 0.0) -> AugmentParams:
     """Draw a transform: left-right flip with ``p_flip_h`` (brains are nearly symmetric), an
-    anterior-posterior flip with ``p_flip_w`` (off by default: anatomy has no such symmetry), and a
-    rotation uniform in ``[-max_angle, max_angle]`` degrees."""
+    anterior-posterior flip with ``p_flip_w`` (off by default: anatomy has no such symmetry), a
+    rotation uniform in ``[-max_angle, max_angle]`` degrees and, with ``max_scale`` > 0, a zoom per
+    axis drawn log-uniformly in ``[1 / (1 + max_scale), 1 + max_scale]``: another head's size and
+    shape, so a model trained on few subjects sees more than their anatomy (nnU-Net scales by
+    0.7-1.4). The zoom is drawn last, so runs without it replay as before."""
     flip_h = bool(rng.random() < p_flip_h)
     flip_w = bool(rng.random() < p_flip_w)
     angle = float(rng.uniform(-max_angle, max_angle)) if max_angle > 0 else 0.0
-    return AugmentParams(flip_h, flip_w, angle)
+    if max_scale <= 0:
+        return AugmentParams(flip_h, flip_w, angle)
+    bound = np.log1p(max_scale)
+    zoom = np.exp(rng.uniform(-bound, bound, size=2))
+    return AugmentParams(flip_h, flip_w, angle, (float(zoom[0]), float(zoom[1])))
 
 
 def _transform(slice_: np.ndarray, params: AugmentParams, order: int, fill: float) -> np.ndarray:
@@ -43,7 +53,16 @@ def _transform(slice_: np.ndarray, params: AugmentParams, order: int, fill: floa
         out = out[::-1, :]
     if params.flip_w:
         out = out[:, ::-1]
-    if params.angle != 0.0:
+    if params.scale != (1.0, 1.0):
+        # rotation and zoom in one resampling about the slice centre: output pixel p reads input
+        # centre + R(-angle) (p - centre) / zoom (scipy's affine_transform maps output to input)
+        theta = np.deg2rad(params.angle)
+        rotate = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+        matrix = rotate @ np.diag(1.0 / np.asarray(params.scale))
+        centre = (np.asarray(out.shape, dtype=np.float64) - 1.0) / 2.0
+        out = ndimage.affine_transform(out, matrix, offset=centre - matrix @ centre, order=order, mode="constant",
+                                       cval=fill)
+    elif params.angle != 0.0:
         out = ndimage.rotate(out, params.angle, reshape=False, order=order, mode="constant", cval=fill)
     return np.ascontiguousarray(out)
 

@@ -35,7 +35,8 @@ class SliceDataset(Dataset):
     the others (the healthy slices the baselines train against); ``fraction``
     keeps a seeded subset of the split's cases (at least one; nested across fractions for one seed:
     GVS(0.3) is trained on a subset of GVS(0.5)'s cases); ``augment`` applies seeded flips and small
-    rotations, replayable per ``(seed, epoch, cache row)`` (call :meth:`set_epoch` each epoch).
+    rotations (and with ``augment_scale`` a zoom per axis), replayable per ``(seed, epoch, cache row)``
+    (call :meth:`set_epoch` each epoch).
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class SliceDataset(Dataset):
         intensity_augment: bool = False,
         intensity_curve: float = 0.0,
         lesion_free: bool = False,
+        augment_scale: float = 0.0,
     ) -> None:
         if split not in SPLITS:
             raise UserError(f"split {split!r} is unknown; choose one of {', '.join(SPLITS)}.")
@@ -63,6 +65,9 @@ class SliceDataset(Dataset):
         self.lesion_only = lesion_only
         self.seed = int(seed)
         self.augment = augment
+        if augment_scale < 0:
+            raise UserError(f"augment_scale {augment_scale}: the zoom range must be 0 (none) or positive.")
+        self.augment_scale = float(augment_scale)
         self.epoch = 0
         table = read_slice_table(self.cache_dir)
         all_cases = list(self.fingerprint["cases"])
@@ -126,7 +131,7 @@ class SliceDataset(Dataset):
         region = np.array(self._array("regions")[row], dtype=np.uint8)
         healthy = np.array(self._array("healthy")[row], dtype=np.float32) if self.has_healthy else None
         if self.augment:
-            params = sample_augmentation(augmentation_rng(self.seed, self.epoch, row))
+            params = sample_augmentation(augmentation_rng(self.seed, self.epoch, row), max_scale=self.augment_scale)
             image, lesion, region = apply_augmentation(params, image, lesion, region)
             if healthy is not None:  # the same warp as the image, once (tests/data/test_dataset.py)
                 healthy = apply_augmentation(params, healthy)[0]

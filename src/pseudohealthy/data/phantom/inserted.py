@@ -203,8 +203,13 @@ def generate_inserted(
     fit_intensity: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    copies_per_case: dict[str, int] | None = None,
 ) -> list[Path]:
     """Write ``copies`` inserted-lesion cases per source case to ``output`` plus ``phantom.json``.
+
+    ``copies_per_case`` overrides ``copies`` for the source cases it names (the pipeline gives a
+    training subject more copies than a test subject). Copy ``k`` of a case is the same whatever the
+    number of copies: its draws depend on the case id, the seed and ``k`` only.
 
     Returns the case folders (BraTS) or image files (LiTS) in order. Refuses a non-empty ``output``
     unless ``overwrite``, which first deletes what an earlier phantom run wrote there.
@@ -216,8 +221,10 @@ def generate_inserted(
     from pseudohealthy.data.phantom.layout import write_dataset_record
 
     source_dir, output = Path(source_dir), Path(output)
-    if int(copies) < 1:
-        raise UserError(f"--copies {copies}: need at least one copy per source case.")
+    copies_per_case = dict(copies_per_case or {})
+    for count in [copies, *copies_per_case.values()]:
+        if int(count) < 1:
+            raise UserError(f"--copies {count}: need at least one copy per source case.")
     check_seed_and_lesions(seed, max_lesions)
     layout, sources = _source_cases(source_dir)
     if output.absolute() == source_dir.absolute():
@@ -230,12 +237,13 @@ def generate_inserted(
     output.mkdir(parents=True, exist_ok=True)
     written, case_map = [], {}
     start = time.perf_counter()
-    bar = tqdm(total=len(sources) * int(copies), desc="phantom inserted", unit="case", disable=not progress)
+    count_of = {files.case_id: int(copies_per_case.get(files.case_id, copies)) for files in sources}
+    bar = tqdm(total=sum(count_of.values()), desc="phantom inserted", unit="case", disable=not progress)
     for files in sources:
         stream = zlib.crc32(files.case_id.encode())  # a case's draws depend on its id, not its place in the list
         record = _source_record(files, source_dir, stream)
         source = load_source(files, layout, model)
-        for copy in range(int(copies)):
+        for copy in range(count_of[files.case_id]):
             name = f"{files.case_id}-ins{copy:02d}" if layout == "brats" else f"volume-{len(case_map)}"
             params = {"generator": "pseudohealthy phantom --kind inserted", "version": __version__, "kind": "inserted",
                       "organ": organ, "layout": layout, "case_id": name, "seed": int(seed), "copy": copy,
@@ -249,6 +257,7 @@ def generate_inserted(
     write_dataset_record(output, {
         "generator": "pseudohealthy phantom", "version": __version__, "kind": "inserted", "output": str(output),
         "source": str(source_dir.absolute()), "layout": layout, "organ": organ, "seed": int(seed), "copies": int(copies),
+        "copies_per_case": {k: v for k, v in count_of.items() if v != int(copies)},
         "max_lesions": int(max_lesions), "fit_intensity": bool(fit_intensity), "model": model, "fit": fit,
         "case_ids": list(case_map), "case_map": case_map, "seconds_per_case": (time.perf_counter() - start) / max(len(case_map), 1),
     })
