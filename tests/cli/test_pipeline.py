@@ -66,11 +66,14 @@ def test_pipeline_on_data_without_truth_trains_on_inserted_lesions_split_by_subj
         extra.unlink()
     (raw / "phantom.json").unlink()
     out = tmp_path / "out"
+    from pseudohealthy.errors import UserError
     from pseudohealthy.pipeline import MIN_TRAIN_VOLUMES, PipelineConfig, copies_per_subject
 
     # by default the two training subjects get copies for MIN_TRAIN_VOLUMES training volumes; the test subject 2
     default = copies_per_subject(raw, PipelineConfig(test_cases=["PhantomBrain_001"]))
     assert default == {"PhantomBrain_000": MIN_TRAIN_VOLUMES // 2, "PhantomBrain_001": 2, "PhantomBrain_002": MIN_TRAIN_VOLUMES // 2}
+    with pytest.raises(UserError, match="--train-copies 0"):
+        copies_per_subject(raw, PipelineConfig(test_cases=["PhantomBrain_001"], train_copies=0))
     result = cli(["pipeline", "--data", raw, "--output", out, "--test-cases", "PhantomBrain_001", "--train-minutes", "0.05",
                   "--train-copies", "3", "--fills", "mean", "--adice-trials", "0", "--no-healthiness", "--quiet", "--intensity", "median",
                   "model.gen_channels=8", "model.gen_blocks=1", "model.seg_base=8", "model.seg_depth=3",
