@@ -26,15 +26,21 @@ def _train(cache: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+def _signal_after_first_epoch(runs: dict[str, tuple[subprocess.Popen, Path, int]], timeout: float = 120.0) -> None:
+    """Send each run its signal the moment its ``epoch-001.pt`` exists."""
+    pending = dict(runs)
     deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"training ended (rc {proc.returncode}) before {path.name}: {proc.stderr.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"no {path.name} after {timeout} s")
-        time.sleep(0.005)
+    while pending:
+        for name, (proc, folder, sig) in list(pending.items()):
+            if (folder / "checkpoints" / "epoch-001.pt").exists():
+                proc.send_signal(sig)
+                del pending[name]
+            elif proc.poll() is not None:
+                raise AssertionError(f"{name}: training ended (rc {proc.returncode}) before epoch-001.pt: {proc.stderr.read()}")
+            elif time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"{name}: no epoch-001.pt after {timeout} s")
+        time.sleep(0.002)
 
 
 def _tensors(payload: dict) -> dict[str, torch.Tensor]:
@@ -58,9 +64,11 @@ def runs(tiny_cache: Path, tmp_path_factory, subprocess_env: dict[str, str]) -> 
     root = tmp_path_factory.mktemp("kill-resume")
     folders = {name: root / name for name in ("straight", "killed", "termed")}
     procs = {name: _train(tiny_cache, folder, subprocess_env) for name, folder in folders.items()}
-    for name, sig in (("killed", signal.SIGKILL), ("termed", signal.SIGTERM)):
-        _wait_for(folders[name] / "checkpoints" / "epoch-001.pt", procs[name])
-        procs[name].send_signal(sig)
+    # Each run is signalled as soon as its own epoch-1 checkpoint exists (both watched at once): waiting
+    # for one run first let the other, on a loaded machine, finish training, after which SIGTERM is no
+    # longer Ctrl-C and ends the process with -15.
+    _signal_after_first_epoch({name: (procs[name], folders[name], sig) for name, sig in
+                               (("killed", signal.SIGKILL), ("termed", signal.SIGTERM))})
     results = {name: (proc.wait(timeout=300), proc.communicate()[1]) for name, proc in procs.items()}
     assert results["straight"][0] == 0, results["straight"][1]
     return {"folders": folders, "results": results}
