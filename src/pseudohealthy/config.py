@@ -97,6 +97,8 @@ class TrainConfig:
     augment_scale: float = 0.0  # with augment: zoom each axis by up to 1 + this (log-uniform; 0 = none): other head sizes
     intensity_augment: bool = False  # seeded random gamma and contrast (another scanner's grey levels)
     intensity_curve: float = 0.0  # with intensity_augment: strength of a random monotone intensity curve (0 = none)
+    online_lesions: float = 0.0  # share of training crops that get fresh synthetic lesions pasted (data/online_lesions.py)
+    online_max_lesions: int = 2  # with online_lesions: 1 to this many per crop
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on CUDA only; ignored on CPU

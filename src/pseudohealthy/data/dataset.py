@@ -7,7 +7,8 @@ the canonical z of the slice. ``with_healthy=True`` appends the true healthy sli
 seeded random square out of every slice (centred near a lesion pixel with ``lesion_crop_probability``,
 else anywhere in the region), so that networks train at the data's native resolution at the cost of
 a small patch; a crop larger than the slice is cut to the slice's smaller side. ``intensity_augment``
-applies a seeded random gamma and contrast (``augment.py``) to the image and its truth alike. Arrays are memory-mapped and opened lazily in each process, so a data
+applies a seeded random gamma and contrast (``augment.py``) to the image and its truth alike;
+``online_lesions`` pastes fresh synthetic lesions into that share of the crops (``online_lesions.py``). Arrays are memory-mapped and opened lazily in each process, so a data
 loader's workers share the page cache instead of copying the arrays.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch.utils.data import Dataset
 
 from pseudohealthy.data.augment import apply_augmentation, apply_intensity, augmentation_rng, sample_augmentation, sample_intensity
 from pseudohealthy.data.cache import open_array, read_fingerprint, read_slice_table
+from pseudohealthy.data.online_lesions import organ_of_source, paste_lesions
 from pseudohealthy.data.splits import read_splits, subset_cases
 from pseudohealthy.errors import UserError
 
@@ -54,6 +56,8 @@ class SliceDataset(Dataset):
         intensity_curve: float = 0.0,
         lesion_free: bool = False,
         augment_scale: float = 0.0,
+        online_lesions: float = 0.0,
+        online_max_lesions: int = 2,
     ) -> None:
         if split not in SPLITS:
             raise UserError(f"split {split!r} is unknown; choose one of {', '.join(SPLITS)}.")
@@ -82,6 +86,7 @@ class SliceDataset(Dataset):
         self.rows = [r for r in table if r.case_id in keep and (r.has_lesion or not lesion_only)
                      and not (r.has_lesion and lesion_free)]
         self._indices = np.array([r.index for r in self.rows], dtype=np.int64)
+        self._scale_offset_of_row = {r.index: (r.scale, r.offset) for r in self.rows}
         self.working_size: tuple[int, int] = tuple(self.fingerprint["working_size"])  # type: ignore[assignment]
         self.has_healthy: bool = bool(self.fingerprint.get("has_healthy", False))
         if with_healthy and not self.has_healthy:
@@ -98,6 +103,12 @@ class SliceDataset(Dataset):
         # the whole slice, cut to a square: the largest crop the data allows.
         self.crop_size = None if crop_size is None else min(int(crop_size), min(self.working_size))
         self.lesion_crop_probability = float(lesion_crop_probability)
+        if not 0.0 <= online_lesions <= 1.0 or online_max_lesions < 1:
+            raise UserError(f"online lesions: probability {online_lesions} must be in [0, 1] and the most lesions per "
+                            f"crop ({online_max_lesions}) at least 1.")
+        self.online_lesions = float(online_lesions)
+        self.online_max_lesions = int(online_max_lesions)
+        self.organ = organ_of_source(str(self.fingerprint.get("source", "brats")))
         self._arrays: dict[str, np.ndarray] = {}
         self._pid = -1
 
@@ -135,16 +146,23 @@ class SliceDataset(Dataset):
             image, lesion, region = apply_augmentation(params, image, lesion, region)
             if healthy is not None:  # the same warp as the image, once (tests/data/test_dataset.py)
                 healthy = apply_augmentation(params, healthy)[0]
-        if self.intensity_augment:
-            params_i = sample_intensity(np.random.default_rng([self.seed, self.epoch, row, 11]),
-                                        curve_strength=self.intensity_curve)
-            image = apply_intensity(params_i, image)
-            healthy = apply_intensity(params_i, healthy) if healthy is not None else None
         if self.crop_size is not None:
             top, left = self._crop_corner(row, lesion, region)
             cut = (slice(top, top + self.crop_size), slice(left, left + self.crop_size))
             image, lesion, region = image[cut], lesion[cut], region[cut]
             healthy = healthy[cut] if healthy is not None else None
+        if self.online_lesions > 0:
+            rng = np.random.default_rng([self.seed, self.epoch, row, 13])
+            if rng.random() < self.online_lesions:
+                scale, offset = self._scale_offset_of_row[row]
+                image, lesion, _ = paste_lesions(rng, image, lesion, region, scale, offset, self.organ,
+                                                 self.online_max_lesions)
+        # pixel-wise, so after the crop it gives what it gave before it (runs before online lesions replay)
+        if self.intensity_augment:
+            params_i = sample_intensity(np.random.default_rng([self.seed, self.epoch, row, 11]),
+                                        curve_strength=self.intensity_curve)
+            image = apply_intensity(params_i, image)
+            healthy = apply_intensity(params_i, healthy) if healthy is not None else None
         return image, lesion, region, healthy
 
     def _crop_corner(self, row: int, lesion: np.ndarray, region: np.ndarray) -> tuple[int, int]:

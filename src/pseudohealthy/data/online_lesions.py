@@ -1,0 +1,99 @@
+"""Synthetic lesions pasted into training crops on the fly (``train.online_lesions``).
+
+The inserted-lesion data sets (``phantom --kind inserted``) give a fixed set of lesions; a gate
+trained on a few dozen of them learns those lesions, in those places, of that subject. Here every
+training crop may get fresh ones instead, drawn anywhere in its lesion-free tissue, so the lesions a
+network sees are never the same twice. The lesion model is the inserted lesions' own (shape from
+:func:`sample_lesion_shape` / :func:`render_lesion`, intensities from ``inserted_model``, rendered by
+:func:`render_inserted`), applied to a crop seen as a one-slice volume: the ellipsoid is cut at a
+random height, so a crop shows anything from a lesion's equator to its tip.
+
+Units: the crop is taken back to the input's (clipped) units through its slice's ``scale`` and
+``offset`` (``normalised = scale * clipped + offset``), where the model's ratios and HU offsets are
+defined, and back to the normalised scale after. Pixels count as 1 mm (BraTS's and most MR's
+native grid; the recipe that uses this trains at native resolution). The lesion mask grows where a
+lesion is pasted; the true healthy slice, where there is one, is unchanged (the tissue under a new
+lesion is exactly the crop before pasting).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pseudohealthy.data.phantom.inserted_model import default_model, draw_intensity
+from pseudohealthy.data.phantom.inserted_render import (
+    MIN_LESION_FILL,
+    local_reference,
+    noise_sigma,
+    render_inserted,
+    source_tissue,
+)
+from pseudohealthy.data.phantom.lesions import pick_centre, render_lesion, sample_lesion_shape
+
+TRIES = 8  # draws per wanted lesion before giving up (a crop with little tissue gets fewer lesions)
+MIN_TISSUE_PIXELS = 200  # a crop with less lesion-free tissue gets no lesion
+
+
+def organ_of_source(source: str) -> str:
+    """The lesion model for a cache's layout: LiTS CT is liver, everything else is brain MR."""
+    return "liver" if source == "lits" else "brain"
+
+
+def paste_lesions(rng: np.random.Generator, image: np.ndarray, lesion: np.ndarray, region: np.ndarray,
+                  scale: float, offset: float, organ: str, max_lesions: int,
+                  model: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Paste 1..``max_lesions`` new lesions into a normalised crop ``(H, W)``.
+
+    Returns the new image (float32, clipped to [-1, 1]), the new lesion mask (the input's dtype) and
+    how many lesions were pasted (0 when the crop's tissue holds none).
+    """
+    model = default_model(organ) if model is None else model
+    source = ((image.astype(np.float64) - offset) / scale).astype(np.float32)[:, :, None]
+    if organ == "brain":
+        # brain = image > 0 in source_tissue: the background must be at or below 0 in these units
+        source = np.where(region[:, :, None] > 0, np.maximum(source, np.float32(1e-3)), np.float32(0.0))
+        labels = (lesion[:, :, None] > 0).astype(np.int16)
+    else:
+        labels = np.where(lesion > 0, 2, np.where(region > 0, 1, 0)).astype(np.int16)[:, :, None]
+    voxel_mm = np.ones(3)
+    tissue = source_tissue(organ, source, labels, voxel_mm, model)
+    candidates = np.flatnonzero(tissue.tissue)
+    if candidates.size < MIN_TISSUE_PIXELS:
+        return image, lesion, 0
+    sigma = noise_sigma(tissue.image, tissue.tissue) if model["noise"] else 0.0
+    wanted = int(rng.integers(1, int(max_lesions) + 1))
+    allowed = tissue.tissue.copy()
+    lesions, rendered = [], []
+    for _ in range(wanted * TRIES):
+        if len(lesions) == wanted:
+            break
+        centre = pick_centre(rng, candidates, tissue.frame, source.shape)
+        params = sample_lesion_shape(rng, centre, tuple(model["radius_mm"]), rim_probability=float(model["rim_probability"]))
+        height = float(rng.uniform(-0.8, 0.8)) * min(params["radii_mm"])
+        params["center_mm"][2] = height  # the crop's plane cuts the lesion this far from its centre
+        params["intensity"] = draw_intensity(rng, organ, model, rim=params["rim_width"] > 0)
+        params["intensity"].update(noise_sigma=sigma, noise_seed=int(rng.integers(2**31)),
+                                   core_blend_mm=float(model["core_blend_mm"]))
+        lesion_3d = render_lesion(params, tissue.frame, source.shape, allowed)
+        section = np.pi * (params["radius_mm"] ** 2 - height ** 2)
+        if lesion_3d.voxels < max(4, MIN_LESION_FILL * section) or (organ == "brain" and not lesion_3d.core.any()):
+            continue
+        half = max(float(model["reference_half_mm"]), 1.5 * params["radius_mm"])
+        params["intensity"]["reference"] = local_reference(tissue, centre, half)
+        lesions.append(params)
+        rendered.append(lesion_3d)
+        allowed[lesion_3d.box] &= ~lesion_3d.whole
+    if not lesions:
+        return image, lesion, 0
+    pasted, _ = render_inserted(organ, tissue, lesions, rendered)
+    new = np.zeros(image.shape, bool)
+    for lesion_3d in rendered:
+        new[lesion_3d.box[:2]] |= lesion_3d.whole[:, :, 0]
+    new &= region > 0
+    # only the new lesions' pixels take the rendered values: the round trip through the input's units
+    # is not exact in float, and the rest of the crop must stay the crop
+    values = np.clip(pasted[:, :, 0].astype(np.float64) * scale + offset, -1.0, 1.0).astype(np.float32)
+    out = np.where(new, values, image).astype(np.float32)
+    grown = np.where(new, 1, lesion).astype(lesion.dtype)
+    return out, grown, len(lesions)
