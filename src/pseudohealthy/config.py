@@ -170,7 +170,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # thresholded at 0.5, dilated one pixel) that says where to change, and a pull-push fill of the
     # pixels it keeps that says what to put there. The gate learns from every lesion mask (BCE +
     # Dice), real and inserted, on 128-pixel native crops with flips, rotations and random intensity
-    # curves; it needs masks only, no true healthy image. No adversarial step: measured at CPU
+    # curves, and from fresh synthetic lesions pasted into every crop (online_lesions: a gate that
+    # never sees the same lesion twice finds those of an unseen subject; docs/quality.md, session 6);
+    # it needs masks only, no true healthy image. No adversarial step: measured at CPU
     # budgets, the segmentor's game and the truth's gradient through the output opened the gate over
     # normal tissue, and the game cost 5x the step (docs/quality.md, session 4). The game lives on in the paper, small and reference presets and
     # in train.adversarial_weight with model.gen_gate_from_masks=false. The gen_* widths serve
@@ -180,7 +182,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"supervised_weight": 0.0, "gate_weight": 1.0, "adversarial_weight": 0.0, "lambda_residual": 0.0,
                   "residual_region": "normal", "crop_size": 128, "lesion_crop_probability": 0.5, "epochs": 60,
                   "augment": True, "intensity_augment": True, "intensity_curve": 0.8, "gate_dice": True,
-                  "lesion_only": False},
+                  "lesion_only": False, "online_lesions": 1.0},
     },
     # paper: the full networks of SPEC section 2 and the paper's printed loss (eq. 4); meant for GPUs.
     "paper": {"model": {}, "train": {}},

@@ -127,6 +127,27 @@ def test_hybrid_training_heals_and_the_budget_stops_it_with_a_checkpoint(truth_c
     assert read_checkpoint(again)["epoch"] == payload["epoch"]
 
 
+def test_training_pastes_online_lesions_when_asked_and_only_then(truth_cache, tmp_path, monkeypatch):
+    import pseudohealthy.data.dataset as dataset_module
+    from pseudohealthy.training.loop import train
+
+    calls = []
+    real_paste = dataset_module.paste_lesions
+
+    def counting_paste(*args, **kwargs):
+        calls.append(1)
+        return real_paste(*args, **kwargs)
+
+    monkeypatch.setattr(dataset_module, "paste_lesions", counting_paste)
+    quick = TINY_HYBRID + ["train.crop_size=32", "train.epochs=1", "train.max_steps_per_epoch=2"]
+    train(resolve_run_config(preset="hybrid", data=str(truth_cache), overrides=quick + ["train.online_lesions=0"]),
+          tmp_path / "off", progress=False)
+    assert calls == []
+    train(resolve_run_config(preset="hybrid", data=str(truth_cache), overrides=quick), tmp_path / "on", progress=False)
+    assert len(calls) >= 8  # the recipe's default: every crop of the 2 steps of batch 4
+    assert resolve_run_config(preset="hybrid").train.online_lesions == 1.0
+
+
 class _FixedMaps(torch.nn.Module):
     """Stands in for the generator's network: returns chosen (refinement, gate logit) maps."""
 

@@ -70,6 +70,9 @@ def check_run_config(run_config: RunConfig) -> None:
         raise UserError(f"train.max_minutes ({t.max_minutes}) must be a positive number of minutes, or null for no budget.")
     if t.budget_clock not in BUDGET_CLOCKS:
         raise UserError(f"train.budget_clock={t.budget_clock!r} is unknown; choose one of {', '.join(BUDGET_CLOCKS)}.")
+    if not 0.0 <= t.online_lesions <= 1.0 or t.online_max_lesions < 1:
+        raise UserError(f"train.online_lesions ({t.online_lesions}) is the share of crops that get online lesions, in "
+                        f"[0, 1], and train.online_max_lesions ({t.online_max_lesions}) at least 1.")
     method_class(run_config.method).check_options(run_config)
 
 
