@@ -86,7 +86,6 @@ class SliceDataset(Dataset):
         self.rows = [r for r in table if r.case_id in keep and (r.has_lesion or not lesion_only)
                      and not (r.has_lesion and lesion_free)]
         self._indices = np.array([r.index for r in self.rows], dtype=np.int64)
-        self._scale_offset_of_row = {r.index: (r.scale, r.offset) for r in self.rows}
         self.working_size: tuple[int, int] = tuple(self.fingerprint["working_size"])  # type: ignore[assignment]
         self.has_healthy: bool = bool(self.fingerprint.get("has_healthy", False))
         if with_healthy and not self.has_healthy:
@@ -154,7 +153,7 @@ class SliceDataset(Dataset):
         if self.online_lesions > 0:
             rng = np.random.default_rng([self.seed, self.epoch, row, 13])
             if rng.random() < self.online_lesions:
-                scale, offset = self._scale_offset_of_row[row]
+                scale, offset = self.scale_offset(i)
                 image, lesion, _ = paste_lesions(rng, image, lesion, region, scale, offset, self.organ,
                                                  self.online_max_lesions)
         # pixel-wise, so after the crop it gives what it gave before it (runs before online lesions replay)

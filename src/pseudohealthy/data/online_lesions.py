@@ -5,8 +5,9 @@ trained on a few dozen of them learns those lesions, in those places, of that su
 training crop may get fresh ones instead, drawn anywhere in its lesion-free tissue, so the lesions a
 network sees are never the same twice. The lesion model is the inserted lesions' own (shape from
 :func:`sample_lesion_shape` / :func:`render_lesion`, intensities from ``inserted_model``, rendered by
-:func:`render_inserted`), applied to a crop seen as a one-slice volume: the ellipsoid is cut at a
-random height, so a crop shows anything from a lesion's equator to its tip.
+:func:`render_inserted`, drawn by :func:`sample_lesions` in its ``section`` mode), applied to a crop
+seen as a one-slice volume: the ellipsoid is cut at a random height, so a crop shows anything from a
+lesion's equator to its tip.
 
 Units: the crop is taken back to the input's (clipped) units through its slice's ``scale`` and
 ``offset`` (``normalised = scale * clipped + offset``), where the model's ratios and HU offsets are
@@ -21,17 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from pseudohealthy.data.phantom.inserted_model import default_model, draw_intensity
-from pseudohealthy.data.phantom.inserted_render import (
-    MIN_LESION_FILL,
-    local_reference,
-    noise_sigma,
-    render_inserted,
-    source_tissue,
-)
-from pseudohealthy.data.phantom.lesions import pick_centre, render_lesion, sample_lesion_shape
+from pseudohealthy.data.phantom.inserted_model import default_model
+from pseudohealthy.data.phantom.inserted_render import render_inserted, sample_lesions, source_tissue
 
-TRIES = 8  # draws per wanted lesion before giving up (a crop with little tissue gets fewer lesions)
+TRIES = 8  # draws per lesion before giving up (fewer than a volume's: this runs for every training crop)
 MIN_TISSUE_PIXELS = 200  # a crop with less lesion-free tissue gets no lesion
 
 
@@ -58,39 +52,13 @@ def paste_lesions(rng: np.random.Generator, image: np.ndarray, lesion: np.ndarra
         labels = np.where(lesion > 0, 2, np.where(region > 0, 1, 0)).astype(np.int16)[:, :, None]
     voxel_mm = np.ones(3)
     tissue = source_tissue(organ, source, labels, voxel_mm, model)
-    candidates = np.flatnonzero(tissue.tissue)
-    if candidates.size < MIN_TISSUE_PIXELS:
+    if np.count_nonzero(tissue.tissue) < MIN_TISSUE_PIXELS:
         return image, lesion, 0
-    sigma = noise_sigma(tissue.image, tissue.tissue) if model["noise"] else 0.0
-    wanted = int(rng.integers(1, int(max_lesions) + 1))
-    allowed = tissue.tissue.copy()
-    lesions, rendered = [], []
-    for _ in range(wanted * TRIES):
-        if len(lesions) == wanted:
-            break
-        centre = pick_centre(rng, candidates, tissue.frame, source.shape)
-        params = sample_lesion_shape(rng, centre, tuple(model["radius_mm"]), rim_probability=float(model["rim_probability"]))
-        height = float(rng.uniform(-0.8, 0.8)) * min(params["radii_mm"])
-        params["center_mm"][2] = height  # the crop's plane cuts the lesion this far from its centre
-        params["intensity"] = draw_intensity(rng, organ, model, rim=params["rim_width"] > 0)
-        params["intensity"].update(noise_sigma=sigma, noise_seed=int(rng.integers(2**31)),
-                                   core_blend_mm=float(model["core_blend_mm"]))
-        lesion_3d = render_lesion(params, tissue.frame, source.shape, allowed)
-        section = np.pi * (params["radius_mm"] ** 2 - height ** 2)
-        if lesion_3d.voxels < max(4, MIN_LESION_FILL * section) or (organ == "brain" and not lesion_3d.core.any()):
-            continue
-        half = max(float(model["reference_half_mm"]), 1.5 * params["radius_mm"])
-        params["intensity"]["reference"] = local_reference(tissue, centre, half)
-        lesions.append(params)
-        rendered.append(lesion_3d)
-        allowed[lesion_3d.box] &= ~lesion_3d.whole
+    lesions, rendered = sample_lesions(rng, organ, tissue, model, max_lesions, tries=TRIES, section=True)
     if not lesions:
         return image, lesion, 0
-    pasted, _ = render_inserted(organ, tissue, lesions, rendered)
-    new = np.zeros(image.shape, bool)
-    for lesion_3d in rendered:
-        new[lesion_3d.box[:2]] |= lesion_3d.whole[:, :, 0]
-    new &= region > 0
+    pasted, new_labels = render_inserted(organ, tissue, lesions, rendered)
+    new = new_labels[:, :, 0] != labels[:, :, 0]  # painted pixels: all in the tissue, so inside the region
     # only the new lesions' pixels take the rendered values: the round trip through the input's units
     # is not exact in float, and the rest of the crop must stay the crop
     values = np.clip(pasted[:, :, 0].astype(np.float64) * scale + offset, -1.0, 1.0).astype(np.float32)

@@ -105,13 +105,24 @@ def local_reference(tissue: SourceTissue, center_mm: list[float], half_mm: float
 
 
 def _sample_lesion(rng: np.random.Generator, organ: str, tissue: SourceTissue, allowed: np.ndarray, candidates: np.ndarray,
-                   model: dict[str, Any], sigma: float) -> tuple[dict[str, Any], RenderedLesion] | None:
-    """Draw one lesion that fits in ``allowed``; None after ``TRIES`` draws that do not."""
+                   model: dict[str, Any], sigma: float, tries: int, section: bool) -> tuple[dict[str, Any], RenderedLesion] | None:
+    """Draw one lesion that fits in ``allowed``; None after ``tries`` draws that do not.
+
+    ``section``: the grid is one slice thick (a training crop); the lesion's centre is moved off the
+    slice by up to 0.8 of its smallest radius, so the slice cuts it anywhere from its equator to its
+    tip, and the fill rule compares with that cut's nominal area instead of the sphere's volume.
+    """
     shape = tissue.image.shape
     voxel_volume = float(np.prod(tissue.voxel_mm))
-    for _ in range(TRIES):
+    for _ in range(tries):
         centre = pick_centre(rng, candidates, tissue.frame, shape)
         params = sample_lesion_shape(rng, centre, tuple(model["radius_mm"]), rim_probability=float(model["rim_probability"]))
+        radius = params["radius_mm"]
+        if section:
+            params["center_mm"][2] = height = float(rng.uniform(-0.8, 0.8)) * min(params["radii_mm"])
+            nominal = np.pi * (radius ** 2 - height ** 2) / float(np.prod(tissue.voxel_mm[:2]))
+        else:
+            nominal = 4.0 / 3.0 * np.pi * radius ** 3 / voxel_volume
         params["intensity"] = draw_intensity(rng, organ, model, rim=params["rim_width"] > 0)
         params["intensity"]["noise_sigma"] = sigma if model["noise"] else 0.0
         params["intensity"]["noise_seed"] = int(rng.integers(2**31))
@@ -119,9 +130,8 @@ def _sample_lesion(rng: np.random.Generator, organ: str, tissue: SourceTissue, a
         if not allowed[_voxel(centre, tissue.voxel_mm, shape)]:
             continue  # an earlier inserted lesion took this spot
         rendered = render_lesion(params, tissue.frame, shape, allowed)
-        nominal = 4.0 / 3.0 * np.pi * params["radius_mm"] ** 3 / voxel_volume
         if rendered.voxels >= max(4, MIN_LESION_FILL * nominal) and (organ == "liver" or rendered.core.any()):
-            half = max(float(model["reference_half_mm"]), 1.5 * params["radius_mm"])
+            half = max(float(model["reference_half_mm"]), 1.5 * radius)
             params["intensity"]["reference"] = local_reference(tissue, centre, half)
             return params, rendered
     return None
@@ -133,8 +143,9 @@ def _voxel(center_mm: list[float], voxel_mm: np.ndarray, shape: tuple[int, ...])
 
 
 def sample_lesions(rng: np.random.Generator, organ: str, tissue: SourceTissue, model: dict[str, Any],
-                   max_lesions: int) -> tuple[list[dict[str, Any]], list[RenderedLesion]]:
-    """1 to ``max_lesions`` disjoint lesions in the tissue (fewer when no more fit; none when none fits)."""
+                   max_lesions: int, tries: int = TRIES, section: bool = False) -> tuple[list[dict[str, Any]], list[RenderedLesion]]:
+    """1 to ``max_lesions`` disjoint lesions in the tissue (fewer when no more fit; none when none fits);
+    ``section`` for a one-slice grid (see :func:`_sample_lesion`)."""
     count = int(rng.integers(1, int(max_lesions) + 1))
     allowed = tissue.tissue.copy()
     candidates = np.flatnonzero(allowed)
@@ -143,7 +154,7 @@ def sample_lesions(rng: np.random.Generator, organ: str, tissue: SourceTissue, m
     sigma = noise_sigma(tissue.image, tissue.tissue) if model["noise"] else 0.0
     lesions, rendered = [], []
     for _ in range(count):
-        found = _sample_lesion(rng, organ, tissue, allowed, candidates, model, sigma)
+        found = _sample_lesion(rng, organ, tissue, allowed, candidates, model, sigma, tries, section)
         if found is None:
             break
         lesions.append(found[0])
