@@ -166,6 +166,7 @@ def run_pipeline(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[
     """Run (or resume) every stage on the data set ``data``; returns what ``pipeline.json`` holds."""
     from pseudohealthy.data.cache import preprocess_dataset
     from pseudohealthy.data.preprocessing import validate_config
+    from pseudohealthy.methods import check_run_config
     from pseudohealthy.training.loop import train
 
     data, output = Path(data), Path(output)
@@ -173,6 +174,12 @@ def run_pipeline(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[
         raise UserError(f"{data}: data set folder not found.")
     if cfg.train_minutes <= 0:
         raise UserError(f"--train-minutes {cfg.train_minutes}: the training budget must be positive.")
+    cache = output / "cache"
+    run_cfg = run_config_for(cfg, cache)
+    check_run_config(run_cfg)  # a bad training setting is refused before any lesion is inserted, as is
+    pre = PreprocessConfig(source=cfg.source, working_size=working_size_for(cfg), test_fraction=cfg.test_fraction,
+                           split_seed=cfg.seed, intensity=cfg.intensity)
+    validate_config(pre)  # a bad preprocessing setting
     output.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     step = iter(range(stage_offset + 1, stage_offset + stages + 1))
@@ -180,11 +187,6 @@ def run_pipeline(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[
 
     t = time.perf_counter()
     real_data, sources = data, None
-    cache = output / "cache"
-    run_cfg = run_config_for(cfg, cache)
-    pre = PreprocessConfig(source=cfg.source, working_size=working_size_for(cfg), test_fraction=cfg.test_fraction,
-                           split_seed=cfg.seed, intensity=cfg.intensity)
-    validate_config(pre)  # a bad setting is refused before any lesion is inserted
     if not _has_truth(data, cfg.source) and (cfg.inserted_copies > 0 or run_cfg.train.supervised_weight > 0):
         data, sources = inserted_copy(real_data, output, cfg, echo, progress)
     summary = preprocess_dataset(data, cache, pre, overwrite=True, progress=progress)

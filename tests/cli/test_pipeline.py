@@ -74,6 +74,10 @@ def test_pipeline_on_data_without_truth_trains_on_inserted_lesions_split_by_subj
     assert default == {"PhantomBrain_000": MIN_TRAIN_VOLUMES // 2, "PhantomBrain_001": 2, "PhantomBrain_002": MIN_TRAIN_VOLUMES // 2}
     with pytest.raises(UserError, match="--train-copies 0"):
         copies_per_subject(raw, PipelineConfig(test_cases=["PhantomBrain_001"], train_copies=0))
+    # a bad training setting is refused before any lesion is inserted (no output folder at all)
+    refused = cli(["pipeline", "--data", raw, "--output", tmp_path / "bad", "--quiet", "train.online_lesions=2"])
+    assert refused.exit_code == 2 and "train.online_lesions (2)" in refused.output and "Traceback" not in refused.output
+    assert not (tmp_path / "bad").exists()
     result = cli(["pipeline", "--data", raw, "--output", out, "--test-cases", "PhantomBrain_001", "--train-minutes", "0.05",
                   "--train-copies", "3", "--fills", "mean", "--adice-trials", "0", "--no-healthiness", "--quiet", "--intensity", "median",
                   "model.gen_channels=8", "model.gen_blocks=1", "model.seg_base=8", "model.seg_depth=3",
