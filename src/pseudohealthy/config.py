@@ -95,6 +95,7 @@ class TrainConfig:
     lesion_only: bool = True  # train on lesion-containing slices only (paper)
     augment: bool = False  # seeded flips and small rotations
     augment_scale: float = 0.0  # with augment: zoom each axis by up to 1 + this (log-uniform; 0 = none): other head sizes
+    augment_elastic: float = 0.0  # with augment: smooth random warp, control points moved up to this many pixels (0 = none)
     intensity_augment: bool = False  # seeded random gamma and contrast (another scanner's grey levels)
     intensity_curve: float = 0.0  # with intensity_augment: strength of a random monotone intensity curve (0 = none)
     online_lesions: float = 0.0  # share of training crops that get fresh synthetic lesions pasted (data/online_lesions.py)
@@ -169,9 +170,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # hybrid (default): segment and fill. The generator is a U-Net gate (at half resolution,
     # thresholded at 0.5, dilated one pixel) that says where to change, and a pull-push fill of the
     # pixels it keeps that says what to put there. The gate learns from every lesion mask (BCE +
-    # Dice), real and inserted, on 128-pixel native crops with flips, rotations and random intensity
-    # curves, and from fresh synthetic lesions pasted into every crop (online_lesions: a gate that
-    # never sees the same lesion twice finds those of an unseen subject; docs/quality.md, session 6);
+    # Dice), real and inserted, on 128-pixel native crops with flips, rotations, zooms, smooth elastic
+    # warps (other anatomies: the gate stops taking an unseen subject's displaced ventricles for
+    # lesions; session 7) and random intensity curves, and from fresh synthetic lesions pasted into
+    # every crop (online_lesions: a gate that never sees the same lesion twice finds those of an
+    # unseen subject; docs/quality.md, session 6);
     # it needs masks only, no true healthy image. No adversarial step: measured at CPU
     # budgets, the segmentor's game and the truth's gradient through the output opened the gate over
     # normal tissue, and the game cost 5x the step (docs/quality.md, session 4). The game lives on in the paper, small and reference presets and
@@ -182,7 +185,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"supervised_weight": 0.0, "gate_weight": 1.0, "adversarial_weight": 0.0, "lambda_residual": 0.0,
                   "residual_region": "normal", "crop_size": 128, "lesion_crop_probability": 0.5, "epochs": 60,
                   "augment": True, "intensity_augment": True, "intensity_curve": 0.8, "gate_dice": True,
-                  "lesion_only": False, "online_lesions": 1.0},
+                  "lesion_only": False, "online_lesions": 1.0, "augment_scale": 0.2, "augment_elastic": 8.0},
     },
     # paper: the full networks of SPEC section 2 and the paper's printed loss (eq. 4); meant for GPUs.
     "paper": {"model": {}, "train": {}},

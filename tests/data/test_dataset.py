@@ -121,6 +121,33 @@ def test_zoom_is_drawn_last_bounded_and_moves_image_and_mask_alike():
     assert rows.max() - rows.min() + 1 == 4 and cols.max() - cols.min() + 1 == 20  # rotated (4 x 10), then zoomed
 
 
+def test_elastic_warp_is_drawn_last_smooth_bounded_and_moves_image_and_mask_alike():
+    """augment_elastic draws its control grid after every other draw (runs without it replay as
+    before); the warp moves no pixel further than its bound, is smooth (neighbours move alike), is
+    the affine transform when the grid is zero, and keeps the mask on the image."""
+    from dataclasses import replace
+
+    for e, i in [(0, 1), (2, 5)]:
+        old = sample_augmentation(augmentation_rng(0, e, i), max_scale=0.2)
+        warped = sample_augmentation(augmentation_rng(0, e, i), max_scale=0.2, elastic=6.0, size=48)
+        assert replace(warped, elastic=()) == old and old.elastic == ()
+        assert len(warped.elastic) == 2 and max(abs(v) for axis in warped.elastic for v in axis) <= 6.0
+    from pseudohealthy.data.augment import _sampling_coordinates
+
+    params = sample_augmentation(augmentation_rng(0, 0, 3), max_angle=0.0, p_flip_h=0.0, elastic=6.0, size=48)
+    shift = _sampling_coordinates(params, (48, 48)) - np.indices((48, 48))
+    assert 0.5 < np.abs(shift).max() <= 6.0 * 1.2  # cubic spread may overshoot its control values a little
+    assert np.abs(np.diff(shift, axis=1)).max() < 1.0 and np.abs(np.diff(shift, axis=2)).max() < 1.0
+    image = np.full((48, 48), -1.0, np.float32)
+    image[14:34, 18:30] = 1.0
+    mask = (image > 0).astype(np.uint8)
+    out, out_mask = apply_augmentation(params, image, mask)
+    assert ((out > 0) == (out_mask > 0)).mean() > 0.97 and (out_mask != mask).any()
+    zero = replace(params, angle=30.0, scale=(1.2, 0.9), elastic=tuple((0.0,) * len(params.elastic[0]) for _ in range(2)))
+    for a, b in zip(apply_augmentation(zero, image, mask), apply_augmentation(replace(zero, elastic=()), image, mask)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 def test_dataloader_batches_pickling_and_healthy_missing(cache):
     ds = SliceDataset(cache, "train", lesion_only=True)
     ds[0]  # opens the memory maps

@@ -1,5 +1,5 @@
-"""Seeded slice augmentation: random flips, small rotations and (optionally) anisotropic scaling,
-applied alike to image and masks.
+"""Seeded slice augmentation: random flips, small rotations and (optionally) anisotropic scaling and a
+smooth elastic deformation, applied alike to image and masks.
 
 Random-then-deterministic (as in TorchIO): :func:`sample_augmentation` draws the parameters from a
 generator, :func:`apply_augmentation` applies them without any randomness, so a transform can be
@@ -9,6 +9,7 @@ a training run replays exactly whatever the order or the number of data loader w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage
@@ -22,6 +23,12 @@ class AugmentParams:
     flip_w: bool = False
     angle: float = 0.0  # degrees, in-plane rotation about the slice centre
     scale: tuple[float, float] = (1.0, 1.0)  # zoom along H and W about the slice centre (> 1 enlarges)
+    # elastic: displacements (pixels) of a coarse control grid, (2, n, n), spread over the slice by
+    # cubic interpolation; () for none
+    elastic: tuple = ()
+
+
+ELASTIC_SPACING = 40  # pixels between the elastic deformation's control points (a smooth, organ-scale warp)
 
 
 def augmentation_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -30,30 +37,69 @@ def augmentation_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 def sample_augmentation(rng: np.random.Generator, max_angle: float = 10.0, p_flip_h: float = 0.5, p_flip_w: float = 0.0,
-                        max_scale: float = 0.0) -> AugmentParams:
+                        max_scale: float = 0.0, elastic: float = 0.0, size: int = 240) -> AugmentParams:
     """Draw a transform: left-right flip with ``p_flip_h`` (brains are nearly symmetric), an
     anterior-posterior flip with ``p_flip_w`` (off by default: anatomy has no such symmetry), a
     rotation uniform in ``[-max_angle, max_angle]`` degrees and, with ``max_scale`` > 0, a zoom per
     axis drawn log-uniformly in ``[1 / (1 + max_scale), 1 + max_scale]``: another head's size and
     shape, so a model trained on few subjects sees more than their anatomy (nnU-Net scales by
-    0.7-1.4). The zoom is drawn last, so runs without it replay as before."""
+    0.7-1.4). The zoom is drawn after the rotation, so runs without it replay as before.
+    ``elastic`` > 0: a smooth random warp whose control points, every ``ELASTIC_SPACING`` pixels of a
+    ``size``-pixel slice, move by up to this many pixels along each axis (uniform): ventricles,
+    sulci and organs of other shapes, e.g. pushed by a mass, than the training subjects'
+    (as nnU-Net's and SynthSeg's elastic augmentation). Drawn last."""
     flip_h = bool(rng.random() < p_flip_h)
     flip_w = bool(rng.random() < p_flip_w)
     angle = float(rng.uniform(-max_angle, max_angle)) if max_angle > 0 else 0.0
-    if max_scale <= 0:
-        return AugmentParams(flip_h, flip_w, angle)
-    bound = np.log1p(max_scale)
-    zoom = np.exp(rng.uniform(-bound, bound, size=2))
-    return AugmentParams(flip_h, flip_w, angle, (float(zoom[0]), float(zoom[1])))
+    scale = (1.0, 1.0)
+    if max_scale > 0:
+        bound = np.log1p(max_scale)
+        zoom = np.exp(rng.uniform(-bound, bound, size=2))
+        scale = (float(zoom[0]), float(zoom[1]))
+    warp: tuple = ()
+    if elastic > 0:
+        points = int(np.ceil(size / ELASTIC_SPACING)) + 1
+        warp = tuple(map(tuple, rng.uniform(-elastic, elastic, size=(2, points * points)).tolist()))
+    return AugmentParams(flip_h, flip_w, angle, scale, warp)
 
 
-def _transform(slice_: np.ndarray, params: AugmentParams, order: int, fill: float) -> np.ndarray:
+@lru_cache(maxsize=16)
+def _spread(points: int, size: int) -> np.ndarray:
+    """``(size, points)`` weights of a cubic spread of ``points`` control values over ``size`` pixels
+    (scipy's zoom of each unit vector: the 2-D spread of a control grid ``G`` is ``A @ G @ B.T``,
+    ~100x faster than zooming the grid itself at every draw)."""
+    return ndimage.zoom(np.eye(points), (size / points, 1.0), order=3, grid_mode=True, mode="nearest")
+
+
+def _sampling_coordinates(params: AugmentParams, shape: tuple[int, int]) -> np.ndarray:
+    """Where each output pixel reads the input, ``(2, H, W)``: centre + R(-angle) (p - centre) / zoom
+    + the elastic displacement at p."""
+    theta = np.deg2rad(params.angle)
+    rotate = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+    matrix = rotate @ np.diag(1.0 / np.asarray(params.scale))
+    centre = (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0
+    grid = np.indices(shape, dtype=np.float64).reshape(2, -1) - centre[:, None]
+    coords = (matrix @ grid + centre[:, None]).reshape(2, *shape)
+    control = np.asarray(params.elastic, dtype=np.float64)
+    points = int(round(np.sqrt(control.shape[1])))
+    rows, cols = _spread(points, shape[0]), _spread(points, shape[1])
+    for axis in range(2):
+        coords[axis] += rows @ control[axis].reshape(points, points) @ cols.T
+    return coords
+
+
+def _transform(slice_: np.ndarray, params: AugmentParams, order: int, fill: float,
+               coords: np.ndarray | None = None) -> np.ndarray:
     out = slice_
     if params.flip_h:
         out = out[::-1, :]
     if params.flip_w:
         out = out[:, ::-1]
-    if params.scale != (1.0, 1.0):
+    if params.elastic:
+        # rotation, zoom and warp in one resampling (coordinates shared by the image and its masks)
+        coords = _sampling_coordinates(params, out.shape) if coords is None else coords
+        out = ndimage.map_coordinates(out, coords, order=order, mode="constant", cval=fill)
+    elif params.scale != (1.0, 1.0):
         # rotation and zoom in one resampling about the slice centre: output pixel p reads input
         # centre + R(-angle) (p - centre) / zoom (scipy's affine_transform maps output to input)
         theta = np.deg2rad(params.angle)
@@ -70,8 +116,9 @@ def _transform(slice_: np.ndarray, params: AugmentParams, order: int, fill: floa
 def apply_augmentation(params: AugmentParams, image: np.ndarray, *masks: np.ndarray, background: float = -1.0) -> tuple[np.ndarray, ...]:
     """Apply ``params`` to an image ``(H, W)`` (linear, corners filled with ``background``) and to any
     masks ``(H, W)`` (nearest neighbour, so they stay binary and aligned with the image)."""
-    out_image = np.clip(_transform(image, params, order=1, fill=background), -1.0, 1.0).astype(np.float32)
-    out_masks = tuple(_transform(m, params, order=0, fill=0).astype(m.dtype, copy=False) for m in masks)
+    coords = _sampling_coordinates(params, image.shape) if params.elastic else None
+    out_image = np.clip(_transform(image, params, order=1, fill=background, coords=coords), -1.0, 1.0).astype(np.float32)
+    out_masks = tuple(_transform(m, params, order=0, fill=0, coords=coords).astype(m.dtype, copy=False) for m in masks)
     return (out_image, *out_masks)
 
 

@@ -37,7 +37,7 @@ class SliceDataset(Dataset):
     the others (the healthy slices the baselines train against); ``fraction``
     keeps a seeded subset of the split's cases (at least one; nested across fractions for one seed:
     GVS(0.3) is trained on a subset of GVS(0.5)'s cases); ``augment`` applies seeded flips and small
-    rotations (and with ``augment_scale`` a zoom per axis), replayable per ``(seed, epoch, cache row)``
+    rotations (and with ``augment_scale`` a zoom per axis, with ``augment_elastic`` a smooth warp), replayable per ``(seed, epoch, cache row)``
     (call :meth:`set_epoch` each epoch).
     """
 
@@ -56,6 +56,7 @@ class SliceDataset(Dataset):
         intensity_curve: float = 0.0,
         lesion_free: bool = False,
         augment_scale: float = 0.0,
+        augment_elastic: float = 0.0,
         online_lesions: float = 0.0,
         online_max_lesions: int = 2,
     ) -> None:
@@ -72,6 +73,9 @@ class SliceDataset(Dataset):
         if augment_scale < 0:
             raise UserError(f"augment_scale {augment_scale}: the zoom range must be 0 (none) or positive.")
         self.augment_scale = float(augment_scale)
+        if augment_elastic < 0:
+            raise UserError(f"augment_elastic {augment_elastic}: the warp's size must be 0 (none) or positive pixels.")
+        self.augment_elastic = float(augment_elastic)
         self.epoch = 0
         table = read_slice_table(self.cache_dir)
         all_cases = list(self.fingerprint["cases"])
@@ -141,7 +145,8 @@ class SliceDataset(Dataset):
         region = np.array(self._array("regions")[row], dtype=np.uint8)
         healthy = np.array(self._array("healthy")[row], dtype=np.float32) if self.has_healthy else None
         if self.augment:
-            params = sample_augmentation(augmentation_rng(self.seed, self.epoch, row), max_scale=self.augment_scale)
+            params = sample_augmentation(augmentation_rng(self.seed, self.epoch, row), max_scale=self.augment_scale,
+                                         elastic=self.augment_elastic, size=max(image.shape))
             image, lesion, region = apply_augmentation(params, image, lesion, region)
             if healthy is not None:  # the same warp as the image, once (tests/data/test_dataset.py)
                 healthy = apply_augmentation(params, healthy)[0]

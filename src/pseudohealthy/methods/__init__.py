@@ -73,6 +73,9 @@ def check_run_config(run_config: RunConfig) -> None:
     if not 0.0 <= t.online_lesions <= 1.0 or t.online_max_lesions < 1:
         raise UserError(f"train.online_lesions ({t.online_lesions}) is the share of crops that get online lesions, in "
                         f"[0, 1], and train.online_max_lesions ({t.online_max_lesions}) at least 1.")
+    if t.augment_scale < 0 or t.augment_elastic < 0:
+        raise UserError(f"train.augment_scale ({t.augment_scale}) and train.augment_elastic ({t.augment_elastic}) must be "
+                        "0 (off) or positive.")
     method_class(run_config.method).check_options(run_config)
 
 

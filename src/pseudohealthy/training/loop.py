@@ -374,6 +374,7 @@ class GVSTrainer:
                                     lesion_crop_probability=t.lesion_crop_probability,
                                     with_healthy=t.supervised_weight > 0, intensity_augment=t.intensity_augment,
                                     intensity_curve=t.intensity_curve, augment_scale=t.augment_scale,
+                                    augment_elastic=t.augment_elastic,
                                     online_lesions=t.online_lesions, online_max_lesions=t.online_max_lesions)
         if len(self.dataset) == 0:
             raise UserError(f"{cache}: no training slices (split train, lesion_only={t.lesion_only}, "
