@@ -13,8 +13,10 @@ lesion slice of the cases:
 - ``recall``: inserted-lesion pixels under the gate (sigmoid > ``--threshold``);
 - ``error_recall``: the same, weighted by ``|x_p - x_h|`` (the share of the lesion *error* the gate
   covers: a ceiling on the error reduction a perfect fill could reach with this gate);
-- ``error_reduction``: ``1 - sum|G(x_p) - x_h| / sum|x_p - x_h|`` on the working scale ([-1, 1]), the
-  quantity `evaluate` reports in input units at full size (close, not equal);
+- ``error_reduction``: ``1 - sum|G(x_p) - x_h| / sum|x_p - x_h|`` on the working scale ([-1, 1]),
+  pooled over the cases' voxels; ``error_reduction_per_case``: the same per case, averaged over the
+  cases, the quantity `evaluate` reports in input units at full size (close, not equal), in which a
+  small lesion weighs as much as a large one;
 - ``gate_on_normal``: share of normal-tissue pixels under the gate; ``normal_psnr``: PSNR of
   ``G(x_p)`` against ``x_p`` on normal tissue, peak-to-peak 2.
 
@@ -42,7 +44,9 @@ def gate_figures(checkpoint: str, cases: list, threshold: float, batch_size: int
     generator.eval()
     pcfg = from_dict(PreprocessConfig, extra)
     sums = dict(lesion=0, found=0, error=0.0, error_found=0.0, error_left=0.0, normal=0, normal_gate=0, normal_se=0.0)
+    per_case = []
     for case in cases:
+        case_error, case_left = sums["error"], sums["error_left"]
         prep = prepare_volume(case.image.data, pcfg, region=region_for_inference(case.image.data, pcfg))
         every = prepare_mask(case.lesion, prep) > 0
         truth = normalise_like(case.healthy.data, prep, pcfg)
@@ -66,6 +70,9 @@ def gate_figures(checkpoint: str, cases: list, threshold: float, batch_size: int
             sums["normal"] += int(normal.sum())
             sums["normal_gate"] += int((gate & normal).sum())
             sums["normal_se"] += float(((out - inputs)[normal] ** 2).sum())
+        case_error, case_left = sums["error"] - case_error, sums["error_left"] - case_left
+        if case_error > 0:
+            per_case.append(1.0 - case_left / case_error)
     if sums["lesion"] == 0:
         raise SystemExit("no inserted lesion voxel of known truth in these cases")
     mse = sums["normal_se"] / max(sums["normal"], 1)
@@ -73,6 +80,7 @@ def gate_figures(checkpoint: str, cases: list, threshold: float, batch_size: int
         "recall": sums["found"] / sums["lesion"],
         "error_recall": sums["error_found"] / sums["error"],
         "error_reduction": 1.0 - sums["error_left"] / sums["error"],
+        "error_reduction_per_case": float(np.mean(per_case)),
         "gate_on_normal": sums["normal_gate"] / max(sums["normal"], 1),
         "normal_psnr": float(10 * np.log10(4.0 / mse)) if mse > 0 else float("inf"),
         "lesion_pixels": sums["lesion"],

