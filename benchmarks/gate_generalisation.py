@@ -20,6 +20,10 @@ lesion slice of the cases:
 - ``gate_on_normal``: share of normal-tissue pixels under the gate; ``normal_psnr``: PSNR of
   ``G(x_p)`` against ``x_p`` on normal tissue, peak-to-peak 2.
 
+``--oracle`` puts every true lesion mask (dilated a pixel, as the hard gate is) in place of the gate:
+the error reduction then measures what the checkpoint puts under a perfect gate (its fill, and its
+learned refinement where it has one), apart from how well its gate finds the lesions.
+
 Written after a diagnostic of session 4 counted the training subject's own (memorised) tumour as
 lesion and read the truth in the on-disk voxel order against a canonical image: both inflated the
 recall it reported. Prints one JSON object per checkpoint.
@@ -34,7 +38,7 @@ import numpy as np
 import torch
 
 
-def gate_figures(checkpoint: str, cases: list, threshold: float, batch_size: int = 8) -> dict[str, float]:
+def gate_figures(checkpoint: str, cases: list, threshold: float, batch_size: int = 8, oracle: bool = False) -> dict[str, float]:
     from pseudohealthy.checkpoints import load_generator
     from pseudohealthy.config import PreprocessConfig, from_dict
     from pseudohealthy.data.preprocessing import normalise_like, prepare_mask, prepare_volume
@@ -56,7 +60,14 @@ def gate_figures(checkpoint: str, cases: list, threshold: float, batch_size: int
             z = rows[start:start + batch_size]
             x = torch.from_numpy(prep.slices[z][:, None].astype(np.float32))
             with torch.no_grad():
-                out, logit = generator(x, return_gate=True)
+                if oracle:  # the true lesion mask as the gate: what the fill (and refinement) make of a perfect gate
+                    from pseudohealthy.models.generator import gated_output
+
+                    correction, _ = generator.maps(x)
+                    logit = torch.from_numpy(np.where(every[z], 30.0, -30.0).astype(np.float32))[:, None]
+                    out = gated_output(x, correction, logit, generator.gate_fill, generator.gate_hard, generator.gate_refine)
+                else:
+                    out, logit = generator(x, return_gate=True)
             out = out[:, 0].numpy()
             gate = (torch.sigmoid(logit)[:, 0] > threshold).numpy() & prep.region[z]
             inputs, target, lesion = prep.slices[z], truth[z], known[z]
@@ -95,6 +106,8 @@ def main() -> None:
     parser.add_argument("--subject", default=None, help="every copy of this source case (ids starting with it)")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--oracle", action="store_true",
+                        help="use every true lesion mask as the gate (gated U-Net checkpoints): the fill's share of the gap")
     args = parser.parse_args()
     from pseudohealthy.data.sources import detect_source, find_cases, load_case
 
@@ -111,7 +124,7 @@ def main() -> None:
         raise SystemExit(f"{args.data}: need cases with true healthy volumes (an inserted-lesion data set)")
     for checkpoint in args.checkpoints:
         start = time.perf_counter()
-        figures = gate_figures(checkpoint, cases, args.threshold)
+        figures = gate_figures(checkpoint, cases, args.threshold, oracle=args.oracle)
         figures = {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
         print(json.dumps({"checkpoint": checkpoint, "cases": len(cases), "threshold": args.threshold, **figures,
                           "seconds": round(time.perf_counter() - start, 1)}), flush=True)

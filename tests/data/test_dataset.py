@@ -197,6 +197,13 @@ def test_augmentation_warps_image_truth_and_masks_once_and_alike(tmp_path):
         np.testing.assert_array_equal(got_lesion[0].numpy(), want_lesion)
         np.testing.assert_array_equal(got_region[0].numpy(), want_region)
     assert rotated > 0
+    # without with_healthy the truth is neither read nor warped (a fifth of an item's time), and the
+    # items are the same: the augmentation never drew anything for it
+    blind = SliceDataset(tmp_path / "cache", "train", lesion_only=True, augment=True)
+    for i in range(len(blind)):
+        np.testing.assert_array_equal(blind[i][0].numpy(), warped[i][0].numpy())
+    assert "healthy" not in blind._arrays and "healthy" in warped._arrays
+    np.testing.assert_array_equal(blind.healthy(0).numpy(), warped[0][5].numpy())
 
 
 def test_a_crop_larger_than_the_slice_is_the_whole_slice(cache):

@@ -148,6 +148,26 @@ def test_training_pastes_online_lesions_when_asked_and_only_then(truth_cache, tm
     assert resolve_run_config(preset="hybrid").train.online_lesions == 1.0
 
 
+def test_training_weights_small_lesion_sections_when_asked_and_only_then(truth_cache, tmp_path, monkeypatch):
+    import pseudohealthy.losses.gate as gate_module
+    from pseudohealthy.training.loop import train
+
+    areas = []
+    real_weights = gate_module.lesion_section_weights
+
+    def recording_weights(lesion, area):
+        areas.append(area)
+        return real_weights(lesion, area)
+
+    monkeypatch.setattr(gate_module, "lesion_section_weights", recording_weights)
+    quick = TINY_HYBRID + ["train.crop_size=32", "train.epochs=1", "train.max_steps_per_epoch=2"]
+    train(resolve_run_config(preset="hybrid", data=str(truth_cache), overrides=quick), tmp_path / "off", progress=False)
+    assert areas == []  # off in the default recipe
+    train(resolve_run_config(preset="hybrid", data=str(truth_cache), overrides=quick + ["train.gate_small_lesion_area=50"]),
+          tmp_path / "on", progress=False)
+    assert areas == [50.0, 50.0]  # one call per step
+
+
 class _FixedMaps(torch.nn.Module):
     """Stands in for the generator's network: returns chosen (refinement, gate logit) maps."""
 

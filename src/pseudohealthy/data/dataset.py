@@ -138,12 +138,14 @@ class SliceDataset(Dataset):
         state["_pid"] = -1
         return state
 
-    def _arrays_at(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    def _arrays_at(self, i: int, with_healthy: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Item ``i``'s arrays after augmentation, crop and online lesions; the true healthy slice
+        only when asked for (reading and warping it is a fifth of an item's time when unused)."""
         row = int(self._indices[i])
         image = np.array(self._array("images")[row], dtype=np.float32)
         lesion = np.array(self._array("lesions")[row], dtype=np.uint8)
         region = np.array(self._array("regions")[row], dtype=np.uint8)
-        healthy = np.array(self._array("healthy")[row], dtype=np.float32) if self.has_healthy else None
+        healthy = np.array(self._array("healthy")[row], dtype=np.float32) if with_healthy else None
         if self.augment:
             params = sample_augmentation(augmentation_rng(self.seed, self.epoch, row), max_scale=self.augment_scale,
                                          elastic=self.augment_elastic, size=max(image.shape))
@@ -191,7 +193,7 @@ class SliceDataset(Dataset):
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} slices")
         i = i % len(self)
-        image, lesion, region, healthy = self._arrays_at(i)
+        image, lesion, region, healthy = self._arrays_at(i, self.with_healthy)
         row = self.rows[i]
         item = (
             torch.from_numpy(np.ascontiguousarray(image))[None],
@@ -209,7 +211,7 @@ class SliceDataset(Dataset):
         same augmentation as :meth:`__getitem__`."""
         if not self.has_healthy:
             raise UserError(f"{self.cache_dir}: this cache holds no true healthy images (only the phantom has them).")
-        _, _, _, healthy = self._arrays_at(i % len(self))
+        _, _, _, healthy = self._arrays_at(i % len(self), True)
         return torch.from_numpy(healthy)[None]  # type: ignore[arg-type]
 
     def scale_offset(self, i: int) -> tuple[float, float]:

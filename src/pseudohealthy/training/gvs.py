@@ -45,6 +45,8 @@ def check_train_options(run_config: RunConfig) -> None:
             raise UserError(f"train.{name}={value!r} is unknown; choose one of {', '.join(allowed)}.")
     if t.supervised_weight < 0 or t.adversarial_weight < 0:
         raise UserError("train.supervised_weight and train.adversarial_weight must not be negative.")
+    if t.gate_small_lesion_area < 0:
+        raise UserError(f"train.gate_small_lesion_area={t.gate_small_lesion_area:g} must be 0 (off) or a positive number of pixels.")
     m = run_config.model
     taught_by_masks = m.gen_gate and m.gen_gate_from_masks and t.gate_weight > 0
     if t.adversarial_weight == 0 and t.supervised_weight == 0 and not taught_by_masks:
@@ -167,7 +169,8 @@ class GVSModel:
             loss = loss + t.supervised_weight * supervised
         if t.gate_weight > 0:
             # The gate is a segmentation of what G should change: every lesion pixel, real or inserted.
-            loss = loss + t.gate_weight * gate_loss(self.gate_logit, self.lesion, dice=t.gate_dice)
+            loss = loss + t.gate_weight * gate_loss(self.gate_logit, self.lesion, dice=t.gate_dice,
+                                                     small_lesion_area=t.gate_small_lesion_area)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
