@@ -91,13 +91,16 @@ def test_imported_generator_equals_the_reference(imported):
         theirs = to_reference_layout(imported["ref_g"](to_reference_layout(x)))
         as_stored = imported["ref_g"](x)
     assert (ours - x).abs().max() > 0.05  # the random weights do change the image
-    assert torch.allclose(ours, theirs, rtol=0, atol=1e-5)
+    # The reference's conv biases before instance norm cancel in exact arithmetic, not in float32: the
+    # two nets differ by rounding (1.1e-5 at most on one 2-core CPU, 2026-12-02, under 1e-5 on others:
+    # the kernels differ between CPUs); a wrong weight or layout moves the output by more than 1e-2.
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-4)
     assert not torch.allclose(ours, as_stored, atol=1e-2)  # the layout matters to the network
     # the same weights without the layout hooks are the reference network itself
     plain = build_generator(dataclasses.replace(_cfg.model, slice_layout="canonical"))
     plain.load_state_dict(generator.state_dict())
     with torch.no_grad():
-        assert torch.allclose(plain.eval()(x), as_stored, rtol=0, atol=1e-5)
+        assert torch.allclose(plain.eval()(x), as_stored, rtol=0, atol=1e-4)  # rounding only, as above
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
@@ -114,7 +117,10 @@ def test_imported_segmentor_equals_the_reference(imported, mode):
     finally:
         reference.eval()
     assert theirs.abs().max() > 0.1
-    assert torch.allclose(ours, theirs, rtol=0, atol=1e-5)
+    # The reference's conv biases before instance norm cancel in exact arithmetic, not in float32: the
+    # two nets differ by rounding (1.1e-5 at most on one 2-core CPU, 2026-12-02, under 1e-5 on others:
+    # the kernels differ between CPUs); a wrong weight or layout moves the output by more than 1e-2.
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-4)
 
 
 def test_run_folder_describes_itself(imported):
