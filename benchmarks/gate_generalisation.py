@@ -43,6 +43,7 @@ def gate_figures(checkpoint: str, cases: list, threshold: float, batch_size: int
     from pseudohealthy.config import PreprocessConfig, from_dict
     from pseudohealthy.data.preprocessing import normalise_like, prepare_mask, prepare_volume
     from pseudohealthy.inference.synthesize import region_for_inference
+    from pseudohealthy.models.generator import gated_output
 
     generator, _, extra = load_generator(checkpoint, "cpu")
     generator.eval()
@@ -61,8 +62,6 @@ def gate_figures(checkpoint: str, cases: list, threshold: float, batch_size: int
             x = torch.from_numpy(prep.slices[z][:, None].astype(np.float32))
             with torch.no_grad():
                 if oracle:  # the true lesion mask as the gate: what the fill (and refinement) make of a perfect gate
-                    from pseudohealthy.models.generator import gated_output
-
                     correction, _ = generator.maps(x)
                     logit = torch.from_numpy(np.where(every[z], 30.0, -30.0).astype(np.float32))[:, None]
                     out = gated_output(x, correction, logit, generator.gate_fill, generator.gate_hard, generator.gate_refine)

@@ -140,7 +140,7 @@ class SliceDataset(Dataset):
 
     def _arrays_at(self, i: int, with_healthy: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Item ``i``'s arrays after augmentation, crop and online lesions; the true healthy slice
-        only when asked for (reading and warping it is a fifth of an item's time when unused)."""
+        only when asked for (reading and warping it is a third of an item's time when unused)."""
         row = int(self._indices[i])
         image = np.array(self._array("images")[row], dtype=np.float32)
         lesion = np.array(self._array("lesions")[row], dtype=np.uint8)
