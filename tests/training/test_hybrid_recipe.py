@@ -66,6 +66,76 @@ def test_gate_at_a_coarser_scale_keeps_the_slice_size_and_the_kept_pixels():
         build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_gate_scale=0"]).model)
 
 
+class _CopyCells(torch.nn.Module):
+    """A stand-in U-Net that writes each input channel (one pixel of a cell) to its gate channel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.zeros_like(x), x], dim=1)  # correction channels first, then the gate's
+
+
+def test_space_to_depth_gate_keeps_every_pixel_in_and_draws_the_gate_at_full_resolution():
+    cfg = resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_gate_scale=2",
+                                                                        "model.gen_gate_shuffle=true",
+                                                                        "model.gen_gate_second_look=0"])
+    generator = build_generator(cfg.model).eval()
+    assert generator.net.down[0].body[0].in_channels == 4 and generator.net.head.out_channels == 8
+    x = torch.rand(1, 1, 30, 34) * 2 - 1
+    with torch.no_grad():
+        out, gate = generator(x, return_gate=True)
+    assert out.shape == x.shape and gate.shape == x.shape
+    # With a net that passes its cells through, the gate's logits are the slice itself, pixel for
+    # pixel: nothing was averaged on the way in or interpolated on the way out (the area shrink of
+    # gen_gate_scale alone cannot give back a checkerboard).
+    generator.net = _CopyCells()
+    x = torch.rand(1, 1, 31, 33) * 2 - 1  # not a multiple of the scale: padded and cut back
+    with torch.no_grad():
+        _, gate = generator(x, return_gate=True)
+    torch.testing.assert_close(gate, x, rtol=0, atol=0)
+    # the correction channels (the first scale**2 of the head) start at zero
+    plain = build_generator(cfg.model)
+    torch.testing.assert_close(plain.net.head.weight[:4], torch.zeros_like(plain.net.head.weight[:4]))
+    assert plain.net.head.weight[4:].abs().sum() > 0
+
+
+class _BrightIsLesion(torch.nn.Module):
+    """A stand-in U-Net whose gate opens on bright pixels (logit 20 (x - 0.5)), correction zero."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.zeros_like(x), 20.0 * (x - 0.5)], dim=1)
+
+
+def test_second_look_adds_the_small_parts_found_at_full_resolution_at_inference_only():
+    cfg = resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_gate_scale=2",
+                                                                        "model.gen_gate_second_look=0.9",
+                                                                        "model.gen_gate_second_look_area=100"])
+    generator = build_generator(cfg.model)
+    generator.net = _BrightIsLesion()
+    x = torch.zeros(1, 1, 64, 64)
+    x[0, 0, 9, 9] = 1.0  # one bright pixel: averaged to 0.25 at half resolution, missed there
+    x[0, 0, 40, 2:62] = 1.0  # a 60-pixel line: half of each 2x2 cell, also missed at half resolution
+    x[0, 0, 20:32, 20:32] = 1.0  # a 144-pixel square: found at half resolution
+    generator.eval()
+    with torch.no_grad():
+        out, logit = generator(x, return_gate=True)
+    gate = torch.sigmoid(logit)[0, 0] > 0.5
+    assert gate[9, 9] and out[0, 0, 9, 9] < 0.5  # the dot is found and filled from its dark surroundings
+    assert gate[40, 2:62].all()  # the line is under 100 pixels at full resolution: added
+    assert gate[22:30, 22:30].all()
+    generator.second_look_area = 50  # now the line is too large for the second look, the dot is not
+    with torch.no_grad():
+        _, logit = generator(x, return_gate=True)
+    gate = torch.sigmoid(logit)[0, 0] > 0.5
+    assert gate[9, 9] and not gate[40, 2:62].any()
+    generator.train()  # training never takes the second look: the gate's loss sees the coarse gate only
+    _, logit = generator(x, return_gate=True)
+    assert not (torch.sigmoid(logit)[0, 0, 9, 9] > 0.5)
+    for bad in (["model.gen_gate_second_look=1.5"], ["model.gen_gate_second_look_area=0"],
+                ["model.gen_gate_shuffle=true"]):
+        with pytest.raises(UserError, match="second_look"):
+            build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + [
+                "model.gen_gate_scale=2", "model.gen_gate_second_look=0.9"] + bad).model)
+
+
 def test_supervised_l1_scores_known_truth_only_and_keeps_gradients_finite():
     x_s = torch.zeros(1, 1, 2, 2, requires_grad=True)
     truth = torch.tensor([[[[1.0, float("nan")], [0.5, 0.0]]]])

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from pseudohealthy.data.augment import apply_augmentation, apply_intensity, augmentation_rng, sample_augmentation, sample_intensity
 from pseudohealthy.data.cache import open_array, read_fingerprint, read_slice_table
 from pseudohealthy.data.online_lesions import organ_of_source, paste_lesions
+from pseudohealthy.data.phantom.inserted_model import default_model
 from pseudohealthy.data.splits import read_splits, subset_cases
 from pseudohealthy.errors import UserError
 
@@ -112,6 +113,7 @@ class SliceDataset(Dataset):
         self.online_lesions = float(online_lesions)
         self.online_max_lesions = int(online_max_lesions)
         self.organ = organ_of_source(str(self.fingerprint.get("source", "brats")))
+        self._lesion_model = default_model(self.organ)  # read only; a fresh copy per item cost ~2 ms
         self._arrays: dict[str, np.ndarray] = {}
         self._pid = -1
 
@@ -162,7 +164,7 @@ class SliceDataset(Dataset):
             if rng.random() < self.online_lesions:
                 scale, offset = self.scale_offset(i)
                 image, lesion, _ = paste_lesions(rng, image, lesion, region, scale, offset, self.organ,
-                                                 self.online_max_lesions)
+                                                 self.online_max_lesions, self._lesion_model)
         # pixel-wise, so after the crop it gives what it gave before it (runs before online lesions replay)
         if self.intensity_augment:
             params_i = sample_intensity(np.random.default_rng([self.seed, self.epoch, row, 11]),

@@ -69,13 +69,24 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
             raise UserError("model.gen_arch=unet is the gated GVS generator: it needs model.gen_gate=true.")
         if cfg.gen_gate_scale < 1:
             raise UserError(f"model.gen_gate_scale={cfg.gen_gate_scale} must be a positive integer (1: the gate sees the full slice).")
+        if not 0.0 <= cfg.gen_gate_second_look < 1.0 or cfg.gen_gate_second_look_area < 1:
+            raise UserError(f"model.gen_gate_second_look={cfg.gen_gate_second_look} must be in [0, 1) (0: off) and "
+                            f"model.gen_gate_second_look_area={cfg.gen_gate_second_look_area} at least 1 pixel.")
+        if cfg.gen_gate_second_look > 0 and cfg.gen_gate_shuffle:
+            raise UserError("model.gen_gate_second_look needs the area shrink (model.gen_gate_shuffle=false): a "
+                            "space-to-depth U-Net cannot look at the slice at full resolution.")
         from pseudohealthy.models.segmentor import UNet
 
+        # space-to-depth: the scale x scale pixels of each cell are the net's channels, in and out
+        cells = cfg.gen_gate_scale ** 2 if cfg.gen_gate_shuffle else 1
         unet = UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels, decoder=cfg.seg_decoder,
-                    align_corners=cfg.seg_align_corners, bias=cfg.seg_conv_bias)
+                    align_corners=cfg.seg_align_corners, bias=cfg.seg_conv_bias, in_channels=cells, classes=2 * cells)
         return _with_layout(GatedUNetGenerator(unet, fill=cfg.gen_gate_fill, hard=cfg.gen_gate_hard,
                                                      refine=cfg.gen_gate_refine, scale=cfg.gen_gate_scale,
-                                                     gate_from_masks=cfg.gen_gate_from_masks), cfg.slice_layout)
+                                                     gate_from_masks=cfg.gen_gate_from_masks,
+                                                     shuffle=cfg.gen_gate_shuffle,
+                                                     second_look=cfg.gen_gate_second_look,
+                                                     second_look_area=cfg.gen_gate_second_look_area), cfg.slice_layout)
     net = ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings,
                           norm=cfg.gen_norm, zero_init=cfg.gen_zero_init and output in ("residual", "additive"),
                           gate=cfg.gen_gate and output == "residual", in_channels=in_channels, output=output, out_channels=1,

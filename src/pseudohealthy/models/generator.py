@@ -8,6 +8,7 @@ The baselines reuse the same encoder-decoder with another output form (``output`
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,6 +25,8 @@ FILL_TRUST_POWER = 4
 BACKGROUND_RAMP = 0.02
 
 OUTPUTS = ("residual", "additive", "image", "shortcut")
+# the gate logit given to the pixels a second look opens (sigmoid ~ 1 - 2e-9)
+SECOND_LOOK_LOGIT = 20.0
 
 
 class ResnetGenerator(nn.Module):
@@ -169,10 +172,23 @@ class GatedUNetGenerator(nn.Module):
     brought back to the slice's size bilinearly; the fill and the output stay at full resolution. A
     segmentation needs context more than it needs every pixel: at scale 2 a 64-pixel training crop
     of the net covers 128 pixels of the slice, for a quarter of the compute (docs/quality.md).
+    ``shuffle``: the shrink is space-to-depth instead (each ``scale x scale`` cell's pixels become the
+    net's ``scale**2`` input channels; ``pixel_unshuffle``) and the maps come back by depth-to-space
+    (``pixel_shuffle`` of ``2 * scale**2`` output channels): the same compute at the half resolution,
+    but no pixel is averaged away on the way in (small lesions) and the gate is drawn at full
+    resolution on the way out (as the sub-pixel convolution of super-resolution networks, ESPCN).
+    The slice is padded with background to a multiple of ``scale`` and cut back.
+    ``second_look`` > 0 (``scale`` > 1, inference only): the U-Net also looks at the slice at full
+    resolution, where a lesion appears ``scale`` times larger than in training; the connected parts
+    of that look above this probability and smaller than ``second_look_area`` pixels join the gate.
+    Small lesions, a few pixels across at the training scale, are what the coarse gate misses most;
+    large ones it finds, and a full-resolution view of them sees too little context (measured on
+    fresh lesions pasted into the training and an unseen subject; docs/quality.md, session 10).
     """
 
     def __init__(self, unet: nn.Module, fill: bool = True, hard: bool = False, refine: bool = True, scale: int = 1,
-                 gate_from_masks: bool = False) -> None:
+                 gate_from_masks: bool = False, shuffle: bool = False, second_look: float = 0.0,
+                 second_look_area: int = 100) -> None:
         super().__init__()
         if scale < 1:
             raise ValueError(f"the gate's scale must be a positive integer, not {scale}")
@@ -183,17 +199,47 @@ class GatedUNetGenerator(nn.Module):
         self.gate_refine = refine
         self.scale = int(scale)
         self.gate_from_masks = gate_from_masks
-        zero_correction(unet.head, 1)
+        self.shuffle = bool(shuffle) and self.scale > 1
+        self.second_look = float(second_look) if self.scale > 1 else 0.0
+        self.second_look_area = int(second_look_area)
+        # pixel_shuffle reads output channel c from the net's channels c * scale**2 ..: the first
+        # scale**2 are the correction's
+        zero_correction(unet.head, self.scale ** 2 if self.shuffle else 1)
 
     def maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The correction ``a`` and the gate's logits, both ``(B, 1, H, W)`` at ``x``'s size."""
         if self.scale == 1:
             return self.net(x).chunk(2, dim=1)
+        if self.shuffle:
+            height, width = x.shape[-2:]
+            padded = nn.functional.pad(x, (0, (-width) % self.scale, 0, (-height) % self.scale), value=-1.0)
+            cells = nn.functional.pixel_unshuffle(padded, self.scale)
+            maps = nn.functional.pixel_shuffle(self.net(cells), self.scale)[..., :height, :width]
+            return maps.chunk(2, dim=1)
         small = nn.functional.interpolate(x, scale_factor=1.0 / self.scale, mode="area")
         maps = nn.functional.interpolate(self.net(small), size=x.shape[-2:], mode="bilinear", align_corners=False)
         return maps.chunk(2, dim=1)
 
+    @torch.no_grad()
+    def _second_look(self, x: torch.Tensor, gate_logit: torch.Tensor) -> torch.Tensor:
+        """``gate_logit`` with the small parts found at full resolution set open."""
+        from scipy import ndimage  # connected parts: per slice, on the CPU (inference only)
+
+        fine = (torch.sigmoid(self.net(x)[:, 1:2].float()) > self.second_look).cpu().numpy()
+        add = np.zeros_like(fine)
+        for index in np.ndindex(fine.shape[:2]):
+            labels, count = ndimage.label(fine[index])
+            if count:
+                sizes = np.bincount(labels.ravel(), minlength=count + 1)
+                small = sizes < self.second_look_area
+                small[0] = False
+                add[index] = small[labels]
+        opened = torch.as_tensor(add, device=gate_logit.device)
+        return torch.where(opened, gate_logit.new_tensor(SECOND_LOOK_LOGIT).maximum(gate_logit), gate_logit)
+
     def forward(self, x: torch.Tensor, return_gate: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         correction, gate_logit = self.maps(x)
+        if self.second_look > 0 and not self.training:
+            gate_logit = self._second_look(x, gate_logit)
         out = gated_output(x, correction, gate_logit, self.gate_fill, self.gate_hard, self.gate_refine, self.gate_from_masks)
         return (out, gate_logit) if return_gate else out
