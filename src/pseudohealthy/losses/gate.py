@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pseudohealthy.sections import section_sizes
+
 # small_lesion_area: 2-D lesion sections up to this many pixels count as small (a 20 mm disc at 1 mm
 # pixels is 314); their BCE weight is area / size, at most SMALL_LESION_MAX_WEIGHT.
 SMALL_LESION_MAX_WEIGHT = 10.0
@@ -18,16 +20,9 @@ def lesion_section_weights(lesion: torch.Tensor, area: float) -> torch.Tensor:
     (or of a lesion's tip) are outweighed by the large ones in every batch, and a gate trained so
     misses them. Connected components have no torch operator; scipy labels the batch on the CPU
     (8 x 128 x 128 pixels: about a millisecond)."""
-    from scipy import ndimage
-
-    masks = (lesion.detach() > 0.5).cpu().numpy()
-    # 8-connected within a slice, never across the leading (batch, channel) axes: one label call
-    structure = np.zeros((3,) * masks.ndim, bool)
-    structure[(1,) * (masks.ndim - 2)] = True
-    labels, _ = ndimage.label(masks, structure=structure)
-    sizes = np.bincount(labels.ravel()).astype(np.float32)
-    sizes[0] = area  # background: weight 1
-    weights = np.minimum(area / sizes, SMALL_LESION_MAX_WEIGHT).clip(min=1.0)[labels].astype(np.float32)
+    sizes = section_sizes((lesion.detach() > 0.5).cpu().numpy(), diagonal=True).astype(np.float32)
+    weights = np.where(sizes > 0, np.minimum(area / np.maximum(sizes, 1.0), SMALL_LESION_MAX_WEIGHT).clip(min=1.0), 1.0)
+    weights = weights.astype(np.float32)
     return torch.from_numpy(weights).to(lesion.device)
 
 

@@ -8,12 +8,12 @@ The baselines reuse the same encoder-decoder with another output form (``output`
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from pseudohealthy.models.blocks import ResidualBlock, conv_bias, init_normal, init_without_norm, norm_layer
 from pseudohealthy.models.pyramid_fill import pyramid_fill
+from pseudohealthy.sections import section_sizes
 
 
 GATE_CORRECTION_RANGE = 2.0
@@ -223,17 +223,9 @@ class GatedUNetGenerator(nn.Module):
     @torch.no_grad()
     def _second_look(self, x: torch.Tensor, gate_logit: torch.Tensor) -> torch.Tensor:
         """``gate_logit`` with the small parts found at full resolution set open."""
-        from scipy import ndimage  # connected parts: per slice, on the CPU (inference only)
-
         fine = (torch.sigmoid(self.net(x)[:, 1:2].float()) > self.second_look).cpu().numpy()
-        add = np.zeros_like(fine)
-        for index in np.ndindex(fine.shape[:2]):
-            labels, count = ndimage.label(fine[index])
-            if count:
-                sizes = np.bincount(labels.ravel(), minlength=count + 1)
-                small = sizes < self.second_look_area
-                small[0] = False
-                add[index] = small[labels]
+        sizes = section_sizes(fine, diagonal=False)  # 4-connected parts, per slice, on the CPU
+        add = (sizes > 0) & (sizes < self.second_look_area)
         opened = torch.as_tensor(add, device=gate_logit.device)
         return torch.where(opened, gate_logit.new_tensor(SECOND_LOOK_LOGIT).maximum(gate_logit), gate_logit)
 
