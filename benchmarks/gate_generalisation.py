@@ -62,7 +62,7 @@ def gate_figures(checkpoint: str, cases: list, threshold: float, batch_size: int
             x = torch.from_numpy(prep.slices[z][:, None].astype(np.float32))
             with torch.no_grad():
                 if oracle:  # the true lesion mask as the gate: what the fill (and refinement) make of a perfect gate
-                    correction, _ = generator.maps(x)
+                    correction, _ = generator.maps(generator.net_input(x)[1])
                     logit = torch.from_numpy(np.where(every[z], 30.0, -30.0).astype(np.float32))[:, None]
                     out = gated_output(x, correction, logit, generator.gate_fill, generator.gate_hard, generator.gate_refine)
                 else:

@@ -211,3 +211,41 @@ def test_a_crop_larger_than_the_slice_is_the_whole_slice(cache):
     assert ds[0][0].shape == (1, 16, 16)
     with pytest.raises(UserError, match="crop size 0"):
         SliceDataset(cache, "train", crop_size=0)
+
+
+def test_the_data_sets_mirror_channel_is_the_whole_slices_mirror_cut_like_the_image(tmp_path, brats_writer, build_cache):
+    from pseudohealthy.mirror import mirror, reflect_slice, slice_midline
+
+    root = tmp_path / "b"
+    for i in range(3):
+        brats_writer(root, f"C{i:02d}", shape=(32, 32, 6), seed=i, lesion=True)
+    cache, _ = build_cache(root, working_size=32, test_fraction=0.34)
+    plain = SliceDataset(cache, "train", crop_size=16, seed=3)
+    mirrored = SliceDataset(cache, "train", crop_size=16, seed=3, mirror=True)
+    whole = SliceDataset(cache, "train", mirror=True)
+    for i in range(len(plain)):
+        image, lesion = plain[i][0], plain[i][1]
+        both = mirrored[i][0]
+        assert both.shape == (2, 16, 16)
+        torch.testing.assert_close(both[:1], image)  # the slice channel is the crop, unchanged
+        torch.testing.assert_close(mirrored[i][1], lesion)
+        full = whole[i][0]
+        torch.testing.assert_close(full[1], mirror(full[None, :1])[0, 0])
+        # the crop's mirror channel is a window of the whole slice's mirror, at the crop's place
+        windows = full[1].unfold(0, 16, 1).unfold(1, 16, 1)
+        assert any(torch.equal(windows[r, c], both[1]) for r in range(17) for c in range(17))
+    # the mirror is taken of the cached slice, jittered by its own small warp (a real head's other side
+    # never matches pixel for pixel), then warped with the image's transform
+    from pseudohealthy.data.dataset import MIRROR_MAX_ANGLE, MIRROR_MAX_SCALE
+
+    aug = SliceDataset(cache, "train", mirror=True, augment=True, augment_scale=0.2, augment_elastic=3.0, seed=1)
+    i = next(k for k in range(len(aug)) if aug.rows[k].has_lesion)
+    row = aug.rows[i].index
+    cached = whole[i][0][0].numpy()
+    params = sample_augmentation(augmentation_rng(1, 0, row), max_scale=0.2, elastic=3.0, size=32)
+    own = sample_augmentation(np.random.default_rng([1, 0, row, 17]), max_angle=MIRROR_MAX_ANGLE, p_flip_h=0.0,
+                              max_scale=MIRROR_MAX_SCALE, elastic=3.0, size=32)
+    assert own != params
+    jittered = apply_augmentation(own, reflect_slice(cached, slice_midline(cached)))[0]
+    np.testing.assert_allclose(aug[i][0][1].numpy(), apply_augmentation(params, jittered)[0], atol=1e-6)
+    np.testing.assert_allclose(aug[i][0][0].numpy(), apply_augmentation(params, cached)[0], atol=1e-6)

@@ -319,3 +319,22 @@ def test_a_gate_from_masks_gets_no_gradient_through_the_output_but_from_its_own_
     assert not out.requires_grad  # (no refinement in the preset: the output is the fill's alone)
     gate_loss(gate, (torch.rand_like(x) > 0.8).float()).backward()
     assert generator.net.head.weight.grad.abs().sum() > 0
+
+
+def test_a_mirror_gate_trains_on_crops_with_their_mirror_and_synthesises_whole_slices(truth_cache, tmp_path):
+    from pseudohealthy.checkpoints import load_generator
+    from pseudohealthy.data.dataset import SliceDataset
+    from pseudohealthy.mirror import mirror
+    from pseudohealthy.training.loop import train
+
+    quick = TINY_HYBRID + ["train.crop_size=32", "train.epochs=1", "train.max_steps_per_epoch=2", "model.gen_gate_mirror=true"]
+    last = train(resolve_run_config(preset="hybrid", data=str(truth_cache), overrides=quick), tmp_path / "run", progress=False)
+    generator, run_cfg, _ = load_generator(last, "cpu")
+    assert run_cfg.model.gen_gate_mirror and generator.mirror
+    x = SliceDataset(truth_cache, "test", lesion_only=True)[0][0][None]  # a whole slice, one channel
+    generator.eval()
+    with torch.no_grad():
+        out, logit = generator(x, return_gate=True)
+        given = generator(torch.cat([x, mirror(x)], dim=1), return_gate=True)[1]
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    torch.testing.assert_close(logit, given)  # made at inference as the data set makes it for training

@@ -8,7 +8,9 @@ seeded random square out of every slice (centred near a lesion pixel with ``lesi
 else anywhere in the region), so that networks train at the data's native resolution at the cost of
 a small patch; a crop larger than the slice is cut to the slice's smaller side. ``intensity_augment``
 applies a seeded random gamma and contrast (``augment.py``) to the image and its truth alike;
-``online_lesions`` pastes fresh synthetic lesions into that share of the crops (``online_lesions.py``). Arrays are memory-mapped and opened lazily in each process, so a data
+``online_lesions`` pastes fresh synthetic lesions into that share of the crops (``online_lesions.py``);
+``mirror`` makes ``image`` ``(2, H, W)``: the slice and its mirror image about the whole slice's midline
+(``pseudohealthy/mirror.py``, for ``model.gen_gate_mirror``), augmented and cut alike. Arrays are memory-mapped and opened lazily in each process, so a data
 loader's workers share the page cache instead of copying the arrays.
 """
 from __future__ import annotations
@@ -27,8 +29,14 @@ from pseudohealthy.data.online_lesions import organ_of_source, paste_lesions
 from pseudohealthy.data.phantom.inserted_model import default_model
 from pseudohealthy.data.splits import read_splits, subset_cases
 from pseudohealthy.errors import UserError
+from pseudohealthy.mirror import reflect_slice, slice_midline
 
 SPLITS = ("train", "test", "all")
+# the mirror channel's own jitter (``_jitter_mirror``): rotation (degrees), zoom, gamma and contrast ranges
+MIRROR_MAX_ANGLE = 4.0
+MIRROR_MAX_SCALE = 0.05
+MIRROR_GAMMA = (0.85, 1.18)
+MIRROR_CONTRAST = (0.93, 1.07)
 
 
 class SliceDataset(Dataset):
@@ -60,6 +68,7 @@ class SliceDataset(Dataset):
         augment_elastic: float = 0.0,
         online_lesions: float = 0.0,
         online_max_lesions: int = 2,
+        mirror: bool = False,
     ) -> None:
         if split not in SPLITS:
             raise UserError(f"split {split!r} is unknown; choose one of {', '.join(SPLITS)}.")
@@ -114,6 +123,8 @@ class SliceDataset(Dataset):
         self.online_max_lesions = int(online_max_lesions)
         self.organ = organ_of_source(str(self.fingerprint.get("source", "brats")))
         self._lesion_model = default_model(self.organ)  # read only; a fresh copy per item cost ~2 ms
+        self.mirror = bool(mirror)
+        self._midlines: dict[int, int] = {}  # cache row -> its slice's reflection (pseudohealthy/mirror.py)
         self._arrays: dict[str, np.ndarray] = {}
         self._pid = -1
 
@@ -140,25 +151,53 @@ class SliceDataset(Dataset):
         state["_pid"] = -1
         return state
 
-    def _arrays_at(self, i: int, with_healthy: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    def _mirror_of(self, row: int, image: np.ndarray) -> np.ndarray:
+        """The cached slice ``row`` mirrored about its own midline (searched once per row)."""
+        if row not in self._midlines:
+            self._midlines[row] = slice_midline(image)
+        return reflect_slice(image, self._midlines[row])
+
+    def _jitter_mirror(self, row: int, mirrored: np.ndarray) -> np.ndarray:
+        """The mirror's own small warp and grey-level change, drawn apart from the image's: the other
+        hemisphere of a real head never matches pixel for pixel (head tilt, a mass pushing the midline,
+        a bias field), and a gate trained on a perfectly matching mirror flags every such mismatch in an
+        unseen subject (measured, docs/quality.md, session 11)."""
+        rng = np.random.default_rng([self.seed, self.epoch, row, 17])
+        own = sample_augmentation(rng, max_angle=MIRROR_MAX_ANGLE, p_flip_h=0.0, max_scale=MIRROR_MAX_SCALE,
+                                  elastic=self.augment_elastic, size=max(mirrored.shape))
+        mirrored = apply_augmentation(own, mirrored)[0]
+        if self.intensity_augment:
+            mirrored = apply_intensity(sample_intensity(rng, gamma=MIRROR_GAMMA, contrast=MIRROR_CONTRAST), mirrored)
+        return mirrored
+
+    def _arrays_at(self, i: int, with_healthy: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
+                                                              np.ndarray | None]:
         """Item ``i``'s arrays after augmentation, crop and online lesions; the true healthy slice
-        only when asked for (reading and warping it is a third of an item's time when unused)."""
+        only when asked for (reading and warping it is a third of an item's time when unused); with
+        ``mirror`` the whole slice's mirror image, warped, cut and intensity-mapped as the image (the
+        lesions pasted into the crop are not in it: the other hemisphere of a new lesion is healthy)."""
         row = int(self._indices[i])
         image = np.array(self._array("images")[row], dtype=np.float32)
         lesion = np.array(self._array("lesions")[row], dtype=np.uint8)
         region = np.array(self._array("regions")[row], dtype=np.uint8)
         healthy = np.array(self._array("healthy")[row], dtype=np.float32) if with_healthy else None
+        mirrored = self._mirror_of(row, image) if self.mirror else None
+        if mirrored is not None and self.augment:
+            mirrored = self._jitter_mirror(row, mirrored)
         if self.augment:
             params = sample_augmentation(augmentation_rng(self.seed, self.epoch, row), max_scale=self.augment_scale,
                                          elastic=self.augment_elastic, size=max(image.shape))
             image, lesion, region = apply_augmentation(params, image, lesion, region)
             if healthy is not None:  # the same warp as the image, once (tests/data/test_dataset.py)
                 healthy = apply_augmentation(params, healthy)[0]
+            if mirrored is not None:
+                mirrored = apply_augmentation(params, mirrored)[0]
         if self.crop_size is not None:
             top, left = self._crop_corner(row, lesion, region)
             cut = (slice(top, top + self.crop_size), slice(left, left + self.crop_size))
             image, lesion, region = image[cut], lesion[cut], region[cut]
             healthy = healthy[cut] if healthy is not None else None
+            mirrored = mirrored[cut] if mirrored is not None else None
         if self.online_lesions > 0:
             rng = np.random.default_rng([self.seed, self.epoch, row, 13])
             if rng.random() < self.online_lesions:
@@ -171,7 +210,8 @@ class SliceDataset(Dataset):
                                         curve_strength=self.intensity_curve)
             image = apply_intensity(params_i, image)
             healthy = apply_intensity(params_i, healthy) if healthy is not None else None
-        return image, lesion, region, healthy
+            mirrored = apply_intensity(params_i, mirrored) if mirrored is not None else None
+        return image, lesion, region, healthy, mirrored
 
     def _crop_corner(self, row: int, lesion: np.ndarray, region: np.ndarray) -> tuple[int, int]:
         """Top-left corner of this item's crop, seeded by (seed, epoch, row) like the augmentation."""
@@ -195,10 +235,11 @@ class SliceDataset(Dataset):
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} slices")
         i = i % len(self)
-        image, lesion, region, healthy = self._arrays_at(i, self.with_healthy)
+        image, lesion, region, healthy, mirrored = self._arrays_at(i, self.with_healthy)
         row = self.rows[i]
+        channels = (image,) if mirrored is None else (image, mirrored)
         item = (
-            torch.from_numpy(np.ascontiguousarray(image))[None],
+            torch.from_numpy(np.stack(channels).astype(np.float32, copy=False)),
             torch.from_numpy(lesion.astype(np.float32))[None],
             torch.from_numpy(region.astype(np.float32))[None],
             row.case_id,
@@ -213,7 +254,7 @@ class SliceDataset(Dataset):
         same augmentation as :meth:`__getitem__`."""
         if not self.has_healthy:
             raise UserError(f"{self.cache_dir}: this cache holds no true healthy images (only the phantom has them).")
-        _, _, _, healthy = self._arrays_at(i % len(self), True)
+        _, _, _, healthy, _ = self._arrays_at(i % len(self), True)
         return torch.from_numpy(healthy)[None]  # type: ignore[arg-type]
 
     def scale_offset(self, i: int) -> tuple[float, float]:

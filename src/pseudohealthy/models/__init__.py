@@ -75,18 +75,23 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
         if cfg.gen_gate_second_look > 0 and cfg.gen_gate_shuffle:
             raise UserError("model.gen_gate_second_look needs the area shrink (model.gen_gate_shuffle=false): a "
                             "space-to-depth U-Net cannot look at the slice at full resolution.")
+        if cfg.gen_gate_mirror and (cfg.gen_gate_shuffle or cfg.slice_layout != "canonical"):
+            raise UserError("model.gen_gate_mirror needs canonical slices (model.slice_layout=canonical) and the area "
+                            "shrink (model.gen_gate_shuffle=false).")
         from pseudohealthy.models.segmentor import UNet
 
         # space-to-depth: the scale x scale pixels of each cell are the net's channels, in and out
         cells = cfg.gen_gate_scale ** 2 if cfg.gen_gate_shuffle else 1
         unet = UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels, decoder=cfg.seg_decoder,
-                    align_corners=cfg.seg_align_corners, bias=cfg.seg_conv_bias, in_channels=cells, classes=2 * cells)
+                    align_corners=cfg.seg_align_corners, bias=cfg.seg_conv_bias,
+                    in_channels=2 if cfg.gen_gate_mirror else cells, classes=2 * cells)
         return _with_layout(GatedUNetGenerator(unet, fill=cfg.gen_gate_fill, hard=cfg.gen_gate_hard,
                                                      refine=cfg.gen_gate_refine, scale=cfg.gen_gate_scale,
                                                      gate_from_masks=cfg.gen_gate_from_masks,
                                                      shuffle=cfg.gen_gate_shuffle,
                                                      second_look=cfg.gen_gate_second_look,
-                                                     second_look_area=cfg.gen_gate_second_look_area), cfg.slice_layout)
+                                                     second_look_area=cfg.gen_gate_second_look_area,
+                                                     mirror=cfg.gen_gate_mirror), cfg.slice_layout)
     net = ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings,
                           norm=cfg.gen_norm, zero_init=cfg.gen_zero_init and output in ("residual", "additive"),
                           gate=cfg.gen_gate and output == "residual", in_channels=in_channels, output=output, out_channels=1,

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from pseudohealthy.models.blocks import ResidualBlock, conv_bias, init_normal, init_without_norm, norm_layer
+from pseudohealthy.mirror import mirror as mirror_image
 from pseudohealthy.models.pyramid_fill import pyramid_fill
 from pseudohealthy.sections import section_sizes
 
@@ -184,11 +185,16 @@ class GatedUNetGenerator(nn.Module):
     Small lesions, a few pixels across at the training scale, are what the coarse gate misses most;
     large ones it finds, and a full-resolution view of them sees too little context (measured on
     fresh lesions pasted into the training and an unseen subject; docs/quality.md, session 10).
+    ``mirror``: the U-Net's input is the slice and its mirror image about the slice's own midline
+    (``pseudohealthy/mirror.py``), so the gate can compare each place with the other hemisphere. A
+    one-channel input gets its mirror here (a whole slice, at inference); a two-channel input brings
+    it (training crops, cut from the mirror of the whole slice by the data set). The output has one
+    channel, the slice's.
     """
 
     def __init__(self, unet: nn.Module, fill: bool = True, hard: bool = False, refine: bool = True, scale: int = 1,
                  gate_from_masks: bool = False, shuffle: bool = False, second_look: float = 0.0,
-                 second_look_area: int = 100) -> None:
+                 second_look_area: int = 100, mirror: bool = False) -> None:
         super().__init__()
         if scale < 1:
             raise ValueError(f"the gate's scale must be a positive integer, not {scale}")
@@ -202,6 +208,7 @@ class GatedUNetGenerator(nn.Module):
         self.shuffle = bool(shuffle) and self.scale > 1
         self.second_look = float(second_look) if self.scale > 1 else 0.0
         self.second_look_area = int(second_look_area)
+        self.mirror = bool(mirror)
         # pixel_shuffle reads output channel c from the net's channels c * scale**2 ..: the first
         # scale**2 are the correction's
         zero_correction(unet.head, self.scale ** 2 if self.shuffle else 1)
@@ -229,9 +236,18 @@ class GatedUNetGenerator(nn.Module):
         opened = torch.as_tensor(add, device=gate_logit.device)
         return torch.where(opened, gate_logit.new_tensor(SECOND_LOOK_LOGIT).maximum(gate_logit), gate_logit)
 
+    def net_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(slice, what the U-Net sees)``: the slice alone, or with ``mirror`` the slice and its mirror image."""
+        if not self.mirror:
+            return x, x
+        if x.shape[1] == 2:
+            return x[:, :1], x
+        return x, torch.cat([x, mirror_image(x)], dim=1)
+
     def forward(self, x: torch.Tensor, return_gate: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        correction, gate_logit = self.maps(x)
+        x, seen = self.net_input(x)
+        correction, gate_logit = self.maps(seen)
         if self.second_look > 0 and not self.training:
-            gate_logit = self._second_look(x, gate_logit)
+            gate_logit = self._second_look(seen, gate_logit)
         out = gated_output(x, correction, gate_logit, self.gate_fill, self.gate_hard, self.gate_refine, self.gate_from_masks)
         return (out, gate_logit) if return_gate else out

@@ -102,6 +102,7 @@ class GVSModel:
         self.sched_g = poly_scheduler(self.opt_g, t.epochs, t.poly_power)
         self.sched_s = poly_scheduler(self.opt_s, t.epochs, t.poly_power)
         self.x_p: torch.Tensor | None = None
+        self.g_input: torch.Tensor | None = None  # what G sees: x_p, or x_p and its mirror image
         self.lesion: torch.Tensor | None = None
         self.region: torch.Tensor | None = None
         self.healthy: torch.Tensor | None = None
@@ -110,11 +111,13 @@ class GVSModel:
     def set_input(self, batch: Any) -> None:
         """Take a batch `(image, lesion, region, case_id, slice_index)` of the slice dataset.
 
-        `image`: `(B, 1, H, W)` float32 in [-1, 1]; `lesion`: `(B, 1, H, W)` float32 in {0, 1}.
+        `image`: `(B, 1, H, W)` float32 in [-1, 1] (with a mirror gate ``(B, 2, H, W)``: the slice and its
+        mirror image, which only G sees); `lesion`: `(B, 1, H, W)` float32 in {0, 1}.
         """
         image, lesion = batch[0], batch[1]
         non_blocking = self.device.type == "cuda"
-        self.x_p = image.to(self.device, non_blocking=non_blocking)
+        self.g_input = image.to(self.device, non_blocking=non_blocking)
+        self.x_p = self.g_input[:, :1]
         self.lesion = lesion.to(self.device, non_blocking=non_blocking)
         self.region = batch[2].to(self.device, non_blocking=non_blocking) if len(batch) > 2 else torch.ones_like(self.lesion)
         # The true healthy slice (NaN where unknown) when the data set has one and the recipe uses it.
@@ -183,10 +186,10 @@ class GVSModel:
         """``G(x_p)``; a gated generator's gate logits are kept in ``self.gate_logit`` for Step B."""
         with autocast(self.device, self.amp):
             if self.config.model.gen_gate:
-                out, gate = self.generator(self.x_p, return_gate=True)
+                out, gate = self.generator(self.g_input, return_gate=True)
                 self.gate_logit = gate.float()
                 return out.float()
-            return self.generator(self.x_p).float()
+            return self.generator(self.g_input).float()
 
     def optimize_parameters(self) -> dict[str, float]:
         """One GVS iteration (Step A + Step B) on the current batch; returns the losses as floats."""

@@ -368,14 +368,15 @@ class GVSTrainer:
 
         from pseudohealthy.data.dataset import SliceDataset
 
-        t = self.config.train
+        t, m = self.config.train, self.config.model
         self.dataset = SliceDataset(cache, split="train", lesion_only=t.lesion_only, fraction=t.train_fraction,
                                     seed=t.seed, augment=t.augment, crop_size=t.crop_size,
                                     lesion_crop_probability=t.lesion_crop_probability,
                                     with_healthy=t.supervised_weight > 0, intensity_augment=t.intensity_augment,
                                     intensity_curve=t.intensity_curve, augment_scale=t.augment_scale,
                                     augment_elastic=t.augment_elastic,
-                                    online_lesions=t.online_lesions, online_max_lesions=t.online_max_lesions)
+                                    online_lesions=t.online_lesions, online_max_lesions=t.online_max_lesions,
+                                    mirror=m.gen_gate and m.gen_arch == "unet" and m.gen_gate_mirror)
         if len(self.dataset) == 0:
             raise UserError(f"{cache}: no training slices (split train, lesion_only={t.lesion_only}, "
                             f"train_fraction={t.train_fraction}).")
