@@ -338,3 +338,37 @@ def test_a_mirror_gate_trains_on_crops_with_their_mirror_and_synthesises_whole_s
         given = generator(torch.cat([x, mirror(x)], dim=1), return_gate=True)[1]
     assert out.shape == x.shape and torch.isfinite(out).all()
     torch.testing.assert_close(logit, given)  # made at inference as the data set makes it for training
+
+
+def test_every_kth_step_trains_the_coarse_gate_at_full_resolution_on_the_crops_centre(truth_cache, tmp_path):
+    from pseudohealthy.training.checkpoint import read_checkpoint
+    from pseudohealthy.training.gvs import GVSModel
+    from pseudohealthy.training.loop import train
+
+    cfg = resolve_run_config(preset="hybrid", data=str(truth_cache), overrides=TINY_HYBRID + [
+        "model.gen_gate_scale=2", "train.gate_fine_every=2", "train.crop_size=32"])
+    model = GVSModel(cfg)
+    seen = []
+    model.generator.net.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+    batch = (torch.rand(4, 1, 32, 32) * 2 - 1, (torch.rand(4, 1, 32, 32) > 0.9).float(), torch.ones(4, 1, 32, 32))
+    for _ in range(4):
+        model.set_input(batch)
+        losses = model.optimize_parameters()
+        assert np.isfinite(losses["loss_g"])
+    # steps 1 and 3 at half resolution of the whole crop, steps 2 and 4 at full resolution of its centre half
+    assert seen == [(16, 16), (16, 16), (16, 16), (16, 16)] and model.generator.scale == 2
+    assert model.steps_done == 4
+    seen.clear()
+    model.set_input(batch)
+    model.optimize_parameters()  # step 5: coarse again
+    assert seen == [(16, 16)] and model.x_p.shape[-1] == 32
+    model.set_input(batch)
+    model.optimize_parameters()  # step 6: fine, on the centre half
+    assert model.x_p.shape[-1] == 16
+    torch.testing.assert_close(model.x_p, batch[0][..., 8:24, 8:24])
+    last = train(resolve_run_config(preset="hybrid", data=str(truth_cache), overrides=TINY_HYBRID + [
+        "train.gate_fine_every=2", "train.epochs=1", "train.max_steps_per_epoch=3"]), tmp_path / "run", progress=False)
+    assert read_checkpoint(last)["steps_done"] == 3
+    with pytest.raises(UserError, match="gate_fine_every"):
+        GVSModel(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_gate_scale=1",
+                                                                            "train.gate_fine_every=2"]))

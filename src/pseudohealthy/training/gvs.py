@@ -45,6 +45,9 @@ def check_train_options(run_config: RunConfig) -> None:
             raise UserError(f"train.{name}={value!r} is unknown; choose one of {', '.join(allowed)}.")
     if t.supervised_weight < 0 or t.adversarial_weight < 0:
         raise UserError("train.supervised_weight and train.adversarial_weight must not be negative.")
+    if t.gate_fine_every < 0 or (t.gate_fine_every > 0 and not (m_unet_scaled(run_config))):
+        raise UserError(f"train.gate_fine_every={t.gate_fine_every} must be 0 (off) or a positive number of steps, and "
+                        "needs a gate that runs at a coarser scale (model.gen_arch=unet, model.gen_gate_scale > 1).")
     if t.gate_small_lesion_area < 0:
         raise UserError(f"train.gate_small_lesion_area={t.gate_small_lesion_area:g} must be 0 (off) or a positive number of pixels.")
     m = run_config.model
@@ -60,6 +63,24 @@ def check_train_options(run_config: RunConfig) -> None:
         raise UserError(f"train.max_minutes={t.max_minutes}: the time budget must be positive (or null for none).")
     if t.epochs < 1 or t.batch_size < 1:
         raise UserError(f"train.epochs ({t.epochs}) and train.batch_size ({t.batch_size}) must be at least 1.")
+
+
+def m_unet_scaled(run_config: RunConfig) -> bool:
+    """Whether the generator is a gated U-Net that looks at the slice at a coarser scale."""
+    m = run_config.model
+    return m.gen_gate and m.gen_arch == "unet" and m.gen_gate_scale > 1
+
+
+@contextlib.contextmanager
+def gate_at_full_resolution(generator: nn.Module):
+    """Run a coarse-scale gated U-Net at full resolution inside the block (``train.gate_fine_every``)."""
+    net = unwrap(generator)
+    scale = net.scale
+    net.scale = 1
+    try:
+        yield
+    finally:
+        net.scale = scale
 
 
 def _set_trainable(net: nn.Module, trainable: bool) -> None:
@@ -103,6 +124,7 @@ class GVSModel:
         self.sched_s = poly_scheduler(self.opt_s, t.epochs, t.poly_power)
         self.x_p: torch.Tensor | None = None
         self.g_input: torch.Tensor | None = None  # what G sees: x_p, or x_p and its mirror image
+        self.steps_done = 0  # iterations so far (train.gate_fine_every counts them; kept in the checkpoint)
         self.lesion: torch.Tensor | None = None
         self.region: torch.Tensor | None = None
         self.healthy: torch.Tensor | None = None
@@ -192,9 +214,32 @@ class GVSModel:
             return self.generator(self.g_input).float()
 
     def optimize_parameters(self) -> dict[str, float]:
-        """One GVS iteration (Step A + Step B) on the current batch; returns the losses as floats."""
+        """One GVS iteration (Step A + Step B) on the current batch; returns the losses as floats.
+
+        With ``train.gate_fine_every`` = k, every k-th iteration keeps the batch's centre half and runs
+        the coarse-scale gate at full resolution on it (the same compute): the gate also learns the
+        scale at which small lesions are large enough to see, the scale of its second look.
+        """
         if self.x_p is None:
             raise RuntimeError("set_input must be called before optimize_parameters")
+        self.steps_done += 1
+        every = self.train_cfg.gate_fine_every
+        if every > 0 and self.steps_done % every == 0:
+            self._keep_centre_half()
+            with gate_at_full_resolution(self.generator):
+                return self._iterate()
+        return self._iterate()
+
+    def _keep_centre_half(self) -> None:
+        """Cut the current batch (every per-pixel tensor) to its centre half along H and W."""
+        height, width = self.x_p.shape[-2:]
+        cut = (..., slice(height // 4, height // 4 + height // 2), slice(width // 4, width // 4 + width // 2))
+        self.g_input = self.g_input[cut]
+        self.x_p = self.g_input[:, :1]
+        self.lesion, self.region = self.lesion[cut], self.region[cut]
+        self.healthy = self.healthy[cut] if self.healthy is not None else None
+
+    def _iterate(self) -> dict[str, float]:
         self.generator.train()
         self.segmentor.train()
         if self.train_cfg.adversarial_weight == 0:
@@ -265,6 +310,7 @@ class GVSModel:
             "opt_s": self.opt_s.state_dict(),
             "sched_g": self.sched_g.state_dict(),
             "sched_s": self.sched_s.state_dict(),
+            "steps_done": self.steps_done,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -274,3 +320,4 @@ class GVSModel:
         self.opt_s.load_state_dict(state["opt_s"])
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_s.load_state_dict(state["sched_s"])
+        self.steps_done = int(state.get("steps_done", 0))  # checkpoints before session 11 have none
