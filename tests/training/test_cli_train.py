@@ -88,6 +88,9 @@ def test_resume_of_a_finished_run_changes_nothing(cli_run, cli) -> None:
     (["--data", "{cache}", "--output", "{tmp}/out", "--preset", "tiny", "train.augment_elastic=-4"], "train.augment_elastic"),
     (["--data", "{cache}", "--output", "{tmp}/out", "--preset", "tiny", "train.gate_small_lesion_area=-1"], "train.gate_small_lesion_area"),
     (["--data", "{cache}", "--output", "{tmp}/out", "--preset", "hybrid", "model.gen_gate_second_look=1.5"], "must be in [0, 1)"),
+    (["--data", "{cache}", "--output", "{tmp}/out", "--preset", "hybrid", "train.gate_fine_every=-1"], "train.gate_fine_every"),
+    (["--data", "{cache}", "--output", "{tmp}/out", "--preset", "hybrid", "model.gen_gate_mirror=true",
+      "model.gen_gate_second_look=0", "model.gen_gate_shuffle=true"], "model.gen_gate_mirror"),
 ])
 def test_bad_invocations_are_one_sentence(cli_run, cli, tiny_cache: Path, tmp_path: Path, args, words) -> None:
     filled = [a.format(run=cli_run[0], tmp=tmp_path, cache=tiny_cache) for a in args]

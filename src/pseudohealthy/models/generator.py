@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pseudohealthy.models.blocks import ResidualBlock, conv_bias, init_normal, init_without_norm, norm_layer
 from pseudohealthy.mirror import mirror as mirror_image
+from pseudohealthy.models.blocks import ResidualBlock, conv_bias, init_normal, init_without_norm, norm_layer
 from pseudohealthy.models.pyramid_fill import pyramid_fill
 from pseudohealthy.sections import section_sizes
 

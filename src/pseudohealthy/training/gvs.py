@@ -45,7 +45,7 @@ def check_train_options(run_config: RunConfig) -> None:
             raise UserError(f"train.{name}={value!r} is unknown; choose one of {', '.join(allowed)}.")
     if t.supervised_weight < 0 or t.adversarial_weight < 0:
         raise UserError("train.supervised_weight and train.adversarial_weight must not be negative.")
-    if t.gate_fine_every < 0 or (t.gate_fine_every > 0 and not (m_unet_scaled(run_config))):
+    if t.gate_fine_every < 0 or (t.gate_fine_every > 0 and not gate_is_coarse(run_config)):
         raise UserError(f"train.gate_fine_every={t.gate_fine_every} must be 0 (off) or a positive number of steps, and "
                         "needs a gate that runs at a coarser scale (model.gen_arch=unet, model.gen_gate_scale > 1).")
     if t.gate_small_lesion_area < 0:
@@ -65,7 +65,7 @@ def check_train_options(run_config: RunConfig) -> None:
         raise UserError(f"train.epochs ({t.epochs}) and train.batch_size ({t.batch_size}) must be at least 1.")
 
 
-def m_unet_scaled(run_config: RunConfig) -> bool:
+def gate_is_coarse(run_config: RunConfig) -> bool:
     """Whether the generator is a gated U-Net that looks at the slice at a coarser scale."""
     m = run_config.model
     return m.gen_gate and m.gen_arch == "unet" and m.gen_gate_scale > 1
