@@ -56,7 +56,8 @@ def pasted_slices(case, pcfg, count: int, seed: int) -> tuple[np.ndarray, np.nda
 def grid_figures(generator, pasted, truth, new, normal, area: int, batch_size: int = 8) -> dict[str, float]:
     from scipy import ndimage
 
-    generator.second_look = generator.second_look if area > 0 else 0.0
+    if area == 0:
+        generator.second_look = 0.0
     generator.second_look_area = max(area, 1)
     gates = []
     with torch.no_grad():

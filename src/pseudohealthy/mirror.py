@@ -47,12 +47,13 @@ def midline(x: torch.Tensor) -> torch.Tensor:
     mass = profile.sum(-1)
     centre = torch.where(mass > 0, (profile * rows).sum(-1) / mass.clamp(min=1e-12), torch.full_like(mass, (height - 1) / 2))
     guess = torch.round(2 * centre).long()
+    first = x[:, :1].float()
     best_score = torch.full_like(mass, -1.0)
     best = guess
     # nearest candidates first: a tie (a blank slice scores 0 everywhere) keeps the centroid's guess
     for offset in sorted(range(-SEARCH, SEARCH + 1), key=abs):
         t = guess + offset
-        score = (weight * (reflect(x[:, :1].float(), t)[:, 0] - BACKGROUND)).sum((-2, -1))
+        score = (weight * (reflect(first, t)[:, 0] - BACKGROUND)).sum((-2, -1))
         better = score > best_score
         best = torch.where(better, t, best)
         best_score = torch.where(better, score, best_score)
