@@ -249,3 +249,50 @@ def test_the_data_sets_mirror_channel_is_the_whole_slices_mirror_cut_like_the_im
     jittered = apply_augmentation(own, reflect_slice(cached, slice_midline(cached)))[0]
     np.testing.assert_allclose(aug[i][0][1].numpy(), apply_augmentation(params, jittered)[0], atol=1e-6)
     np.testing.assert_allclose(aug[i][0][0].numpy(), apply_augmentation(params, cached)[0], atol=1e-6)
+
+
+def test_a_window_of_the_warp_is_the_whole_slices_warp_cut_to_it():
+    """apply_augmentation(window=...) resamples only the window's pixels: the same pixels as warping
+    the whole slice and cutting, for flips, rotations, zooms and elastic warps alike."""
+    rng = np.random.default_rng(0)
+    image = rng.uniform(-1, 1, (60, 50)).astype(np.float32)
+    mask = (rng.random((60, 50)) > 0.7).astype(np.uint8)
+    window, cut = (7, 3, 32, 40), (slice(7, 39), slice(3, 43))
+    for kwargs in (dict(max_scale=0.2, elastic=4.0, size=60), dict(max_scale=0.2), dict(), dict(max_angle=0.0)):
+        for _ in range(8):
+            params = sample_augmentation(rng, p_flip_w=0.5, **kwargs)
+            whole, whole_mask = apply_augmentation(params, image, mask)
+            part, part_mask = apply_augmentation(params, image, mask, window=window)
+            assert part.shape == (32, 40) and part.dtype == np.float32 and part_mask.dtype == np.uint8
+            np.testing.assert_allclose(part, whole[cut], atol=1e-5)
+            np.testing.assert_array_equal(part_mask, whole_mask[cut])
+
+
+def test_an_augmented_crop_is_placed_before_the_warp_and_keeps_the_lesion(tmp_path, brats_writer, build_cache):
+    """With augmentation a crop is placed on the flipped, unwarped slice and only its window is warped:
+    the item equals the whole slice warped and cut at that corner, and a crop centred on a lesion
+    pixel (before the warp) still holds the lesion after it (the corner follows the rotation and zoom)."""
+    from pseudohealthy.data.augment import flip_slice
+
+    root = tmp_path / "b"
+    for i in range(3):
+        brats_writer(root, f"C{i:02d}", shape=(48, 48, 6), seed=i, lesion=True)
+    cache, _ = build_cache(root, working_size=48, test_fraction=0.34)
+    plain = SliceDataset(cache, "train", lesion_only=True)
+    kwargs = dict(lesion_only=True, augment=True, augment_scale=0.3, augment_elastic=3.0, crop_size=16,
+                  lesion_crop_probability=1.0)
+    ds = SliceDataset(cache, "train", **kwargs)
+    held = 0
+    for i in range(len(ds)):
+        row = int(ds._indices[i])
+        params = sample_augmentation(augmentation_rng(ds.seed, ds.epoch, row), max_scale=0.3, elastic=3.0, size=48)
+        image, lesion, region = (plain[i][k][0].numpy() for k in range(3))
+        lesion, region = lesion.astype(np.uint8), region.astype(np.uint8)
+        top, left = ds._crop_corner(row, flip_slice(params, lesion), flip_slice(params, region), params)
+        want = apply_augmentation(params, image, lesion, region)
+        cut = (slice(top, top + 16), slice(left, left + 16))
+        item = ds[i]
+        np.testing.assert_allclose(item[0][0].numpy(), want[0][cut], atol=1e-5)
+        np.testing.assert_array_equal(item[1][0].numpy(), want[1][cut])
+        held += bool(item[1].sum() > 0)
+    assert held >= 0.8 * len(ds)

@@ -80,27 +80,47 @@ def _rotation_zoom(params: AugmentParams, shape: tuple[int, ...]) -> tuple[np.nd
     return rotate @ np.diag(1.0 / np.asarray(params.scale)), (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0
 
 
-def _sampling_coordinates(params: AugmentParams, shape: tuple[int, int]) -> np.ndarray:
+def _sampling_coordinates(params: AugmentParams, shape: tuple[int, int],
+                          window: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Where each output pixel reads the input, ``(2, H, W)``: centre + R(-angle) (p - centre) / zoom
-    + the elastic displacement at p."""
+    + the elastic displacement at p. ``window`` ``(top, left, height, width)``: only the output pixels
+    of that window (the same values as the whole slice's there)."""
+    top, left, height, width = (0, 0, *shape) if window is None else window
     matrix, centre = _rotation_zoom(params, shape)
-    grid = np.indices(shape, dtype=np.float64).reshape(2, -1) - centre[:, None]
-    coords = (matrix @ grid + centre[:, None]).reshape(2, *shape)
-    control = np.asarray(params.elastic, dtype=np.float64)
-    points = int(round(np.sqrt(control.shape[1])))
-    rows, cols = _spread(points, shape[0]), _spread(points, shape[1])
-    for axis in range(2):
-        coords[axis] += rows @ control[axis].reshape(points, points) @ cols.T
+    grid = np.indices((height, width), dtype=np.float64).reshape(2, -1)
+    grid += np.array([[top], [left]], dtype=np.float64) - centre[:, None]
+    coords = (matrix @ grid + centre[:, None]).reshape(2, height, width)
+    if params.elastic:
+        control = np.asarray(params.elastic, dtype=np.float64)
+        points = int(round(np.sqrt(control.shape[1])))
+        rows = _spread(points, shape[0])[top:top + height]
+        cols = _spread(points, shape[1])[left:left + width]
+        for axis in range(2):
+            coords[axis] += rows @ control[axis].reshape(points, points) @ cols.T
     return coords
 
 
-def _transform(slice_: np.ndarray, params: AugmentParams, order: int, fill: float,
-               coords: np.ndarray | None = None) -> np.ndarray:
+def flip_slice(params: AugmentParams, slice_: np.ndarray) -> np.ndarray:
+    """The transform's flips alone (a view): the slice the rest of the transform reads from."""
     out = slice_
     if params.flip_h:
         out = out[::-1, :]
     if params.flip_w:
         out = out[:, ::-1]
+    return out
+
+
+def warped_position(params: AugmentParams, shape: tuple[int, int], point: tuple[float, float]) -> np.ndarray:
+    """Where the rotation and zoom of ``params`` move pixel ``point`` of the flipped slice (its output
+    position; the elastic part, a few pixels, left out): to place a training crop around a lesion
+    before warping."""
+    matrix, centre = _rotation_zoom(params, shape)
+    return centre + np.linalg.solve(matrix, np.asarray(point, dtype=np.float64) - centre)
+
+
+def _transform(slice_: np.ndarray, params: AugmentParams, order: int, fill: float,
+               coords: np.ndarray | None = None) -> np.ndarray:
+    out = flip_slice(params, slice_)
     if params.elastic:
         # rotation, zoom and warp in one resampling (coordinates shared by the image and its masks)
         coords = _sampling_coordinates(params, out.shape) if coords is None else coords
@@ -115,9 +135,20 @@ def _transform(slice_: np.ndarray, params: AugmentParams, order: int, fill: floa
     return np.ascontiguousarray(out)
 
 
-def apply_augmentation(params: AugmentParams, image: np.ndarray, *masks: np.ndarray, background: float = -1.0) -> tuple[np.ndarray, ...]:
+def apply_augmentation(params: AugmentParams, image: np.ndarray, *masks: np.ndarray, background: float = -1.0,
+                       window: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, ...]:
     """Apply ``params`` to an image ``(H, W)`` (linear, corners filled with ``background``) and to any
-    masks ``(H, W)`` (nearest neighbour, so they stay binary and aligned with the image)."""
+    masks ``(H, W)`` (nearest neighbour, so they stay binary and aligned with the image).
+
+    ``window`` ``(top, left, height, width)``: only that window of the output, resampled on its own
+    (the whole slice's output cut to the window, up to rounding): a 128-pixel training crop of a
+    240-pixel slice costs a third of the whole slice's warp."""
+    if window is not None:
+        coords = _sampling_coordinates(params, image.shape, window)
+        out_image = ndimage.map_coordinates(flip_slice(params, image), coords, order=1, mode="constant", cval=background)
+        out_masks = tuple(ndimage.map_coordinates(flip_slice(params, m), coords, order=0, mode="constant", cval=0)
+                          .astype(m.dtype, copy=False) for m in masks)
+        return (np.clip(out_image, -1.0, 1.0).astype(np.float32), *out_masks)
     coords = _sampling_coordinates(params, image.shape) if params.elastic else None
     out_image = np.clip(_transform(image, params, order=1, fill=background, coords=coords), -1.0, 1.0).astype(np.float32)
     out_masks = tuple(_transform(m, params, order=0, fill=0, coords=coords).astype(m.dtype, copy=False) for m in masks)
