@@ -372,3 +372,23 @@ def test_every_kth_step_trains_the_coarse_gate_at_full_resolution_on_the_crops_c
     with pytest.raises(UserError, match="gate_fine_every"):
         GVSModel(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_gate_scale=1",
                                                                             "train.gate_fine_every=2"]))
+
+
+def test_the_default_gate_is_the_halving_unet_which_costs_a_fifth_less():
+    """The hybrid gate's U-Net has the reference code's halving decoder (session 12): the same maps
+    out, about a fifth fewer FLOPs than the full decoder (so more steps in a time budget)."""
+    from dataclasses import replace
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = resolve_run_config(preset="hybrid").model
+    assert cfg.seg_decoder == "halving"
+    x = torch.rand(2, 1, 128, 128) * 2 - 1
+    flops = {}
+    for decoder in ("halving", "full"):
+        generator = build_generator(replace(cfg, seg_decoder=decoder)).eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            out, logit = generator(x, return_gate=True)
+        assert out.shape == logit.shape == x.shape
+        flops[decoder] = counter.get_total_flops()
+    assert 0.7 * flops["full"] < flops["halving"] < 0.85 * flops["full"]

@@ -16,7 +16,7 @@ ORDER = 40
 
 # Trainable parameters (generator, segmentor) per preset; stated here so that `--help` needs no torch.
 # tests/training/test_cli_train.py checks them against the networks the presets build.
-PRESET_PARAMETERS = {"hybrid": (4_898_914, 4_898_914), "paper": (11_360_385, 19_585_218), "small": (1_956_929, 4_898_914), "tiny": (49_169, 76_122),
+PRESET_PARAMETERS = {"hybrid": (4_317_858, 4_317_858), "paper": (11_360_385, 19_585_218), "small": (1_956_929, 4_898_914), "tiny": (49_169, 76_122),
                      "reference": (11_360_385, 17_266_306)}
 
 

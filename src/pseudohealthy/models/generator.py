@@ -194,7 +194,7 @@ class GatedUNetGenerator(nn.Module):
 
     def __init__(self, unet: nn.Module, fill: bool = True, hard: bool = False, refine: bool = True, scale: int = 1,
                  gate_from_masks: bool = False, shuffle: bool = False, second_look: float = 0.0,
-                 second_look_area: int = 100, mirror: bool = False) -> None:
+                 second_look_area: int = 400, mirror: bool = False) -> None:
         super().__init__()
         if scale < 1:
             raise ValueError(f"the gate's scale must be a positive integer, not {scale}")
