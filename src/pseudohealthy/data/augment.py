@@ -121,8 +121,9 @@ def warped_position(params: AugmentParams, shape: tuple[int, int], point: tuple[
 def _transform(slice_: np.ndarray, params: AugmentParams, order: int, fill: float,
                coords: np.ndarray | None = None) -> np.ndarray:
     out = flip_slice(params, slice_)
-    if params.elastic:
-        # rotation, zoom and warp in one resampling (coordinates shared by the image and its masks)
+    if params.elastic or coords is not None:
+        # rotation, zoom and warp in one resampling (coordinates shared by the image and its masks;
+        # given for a window of the output)
         coords = _sampling_coordinates(params, out.shape) if coords is None else coords
         out = ndimage.map_coordinates(out, coords, order=order, mode="constant", cval=fill)
     elif params.scale != (1.0, 1.0):
@@ -143,13 +144,7 @@ def apply_augmentation(params: AugmentParams, image: np.ndarray, *masks: np.ndar
     ``window`` ``(top, left, height, width)``: only that window of the output, resampled on its own
     (the whole slice's output cut to the window, up to rounding): a 128-pixel training crop of a
     240-pixel slice costs a third of the whole slice's warp."""
-    if window is not None:
-        coords = _sampling_coordinates(params, image.shape, window)
-        out_image = ndimage.map_coordinates(flip_slice(params, image), coords, order=1, mode="constant", cval=background)
-        out_masks = tuple(ndimage.map_coordinates(flip_slice(params, m), coords, order=0, mode="constant", cval=0)
-                          .astype(m.dtype, copy=False) for m in masks)
-        return (np.clip(out_image, -1.0, 1.0).astype(np.float32), *out_masks)
-    coords = _sampling_coordinates(params, image.shape) if params.elastic else None
+    coords = _sampling_coordinates(params, image.shape, window) if params.elastic or window is not None else None
     out_image = np.clip(_transform(image, params, order=1, fill=background, coords=coords), -1.0, 1.0).astype(np.float32)
     out_masks = tuple(_transform(m, params, order=0, fill=0, coords=coords).astype(m.dtype, copy=False) for m in masks)
     return (out_image, *out_masks)
