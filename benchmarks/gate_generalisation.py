@@ -42,7 +42,7 @@ def gate_figures(checkpoint: str, cases: list, threshold: float, batch_size: int
     from pseudohealthy.checkpoints import load_generator
     from pseudohealthy.config import PreprocessConfig, from_dict
     from pseudohealthy.data.preprocessing import normalise_like, prepare_mask, prepare_volume
-    from pseudohealthy.inference.synthesize import region_for_inference
+    from pseudohealthy.inference.synthesize import region_for_inference, with_neighbours
     from pseudohealthy.models.generator import gated_output
 
     generator, _, extra = load_generator(checkpoint, "cpu")
@@ -59,12 +59,12 @@ def gate_figures(checkpoint: str, cases: list, threshold: float, batch_size: int
         rows = np.flatnonzero(known.any(axis=(1, 2)))
         for start in range(0, rows.size, batch_size):
             z = rows[start:start + batch_size]
-            x = torch.from_numpy(prep.slices[z][:, None].astype(np.float32))
+            x = torch.from_numpy(with_neighbours(prep.slices, z, int(getattr(generator, "context", 0))))
             with torch.no_grad():
                 if oracle:  # the true lesion mask as the gate: what the fill (and refinement) make of a perfect gate
                     correction, _ = generator.maps(generator.net_input(x)[1])
                     logit = torch.from_numpy(np.where(every[z], 30.0, -30.0).astype(np.float32))[:, None]
-                    out = gated_output(x, correction, logit, generator.gate_fill, generator.gate_hard, generator.gate_refine)
+                    out = gated_output(x[:, :1], correction, logit, generator.gate_fill, generator.gate_hard, generator.gate_refine)
                 else:
                     out, logit = generator(x, return_gate=True)
             out = out[:, 0].numpy()

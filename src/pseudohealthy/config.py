@@ -62,6 +62,7 @@ class ModelConfig:
     gen_gate_second_look: float = 0.0  # gen_gate_scale > 1, at inference: also add small gate parts the U-Net finds at full resolution above this probability (0: off)
     gen_gate_second_look_area: int = 400  # the second look adds only its parts smaller than this many pixels (small lesions; 100 until session 12)
     gen_gate_mirror: bool = False  # gen_arch=unet: the gate also sees the slice's mirror image about its midline (brains: the other hemisphere as reference)
+    gen_gate_context: int = 0  # gen_arch=unet: the gate also sees this many neighbouring slices on each side (2.5-D; 0 = the slice alone)
     gen_gate_shuffle: bool = False  # with gen_gate_scale > 1: the shrink is a space-to-depth rearrangement (every pixel kept), the maps come back by depth-to-space
     seg_base: int = 64  # U-Net first level width; doubles per level
     seg_depth: int = 4  # number of max-pool downsamplings

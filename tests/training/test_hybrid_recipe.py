@@ -392,3 +392,28 @@ def test_the_default_gate_is_the_halving_unet_which_costs_a_fifth_less():
         assert out.shape == logit.shape == x.shape
         flops[decoder] = counter.get_total_flops()
     assert 0.7 * flops["full"] < flops["halving"] < 0.85 * flops["full"]
+
+
+def test_a_context_gate_trains_on_stacks_and_synthesises_volumes_with_their_neighbours(truth_cache, tmp_path):
+    from pseudohealthy.checkpoints import load_generator
+    from pseudohealthy.inference.synthesize import generate_slices, with_neighbours
+    from pseudohealthy.training.loop import train
+
+    quick = TINY_HYBRID + ["train.crop_size=32", "train.epochs=1", "train.max_steps_per_epoch=2", "model.gen_gate_context=1",
+                           "train.online_lesions=1.0"]
+    last = train(resolve_run_config(preset="hybrid", data=str(truth_cache), overrides=quick), tmp_path / "run", progress=False)
+    generator, run_cfg, _ = load_generator(last, "cpu")
+    assert run_cfg.model.gen_gate_context == 1 and generator.context == 1
+    assert next(generator.net.down[0].parameters()).shape[1] == 3  # the U-Net's first conv takes the stack
+    volume = np.random.default_rng(1).uniform(-1, 0, (4, 32, 32)).astype(np.float32)
+    out = generate_slices(generator, volume, torch.device("cpu"))
+    generator.eval()
+    with torch.no_grad():
+        want = generator(torch.from_numpy(with_neighbours(volume, np.arange(4), 1)))[:, 0].numpy()
+    np.testing.assert_allclose(out, want, atol=1e-6)
+    # the neighbours matter: the same slice with other neighbours gives another gate
+    with torch.no_grad():
+        stack = torch.from_numpy(with_neighbours(volume, np.array([1]), 1))
+        other = stack.clone()
+        other[:, 1:] = -1.0
+        assert not torch.equal(generator.maps(stack)[1], generator.maps(other)[1])

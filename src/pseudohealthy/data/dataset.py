@@ -10,7 +10,12 @@ a small patch; a crop larger than the slice is cut to the slice's smaller side. 
 applies a seeded random gamma and contrast (``augment.py``) to the image and its truth alike;
 ``online_lesions`` pastes fresh synthetic lesions into that share of the crops (``online_lesions.py``);
 ``mirror`` makes ``image`` ``(2, H, W)``: the slice and its mirror image about the whole slice's midline
-(``pseudohealthy/mirror.py``, for ``model.gen_gate_mirror``), augmented and cut alike. Arrays are memory-mapped and opened lazily in each process, so a data
+(``pseudohealthy/mirror.py``, for ``model.gen_gate_mirror``), augmented and cut alike. ``context`` = k
+makes it ``(1 + 2k, H, W)``: the slice, then the same case's slices z-k..z-1, z+1..z+k (for
+``model.gen_gate_context``; background where the cache holds no such slice), warped, cut and
+intensity-mapped alike, with online lesions pasted as 3-D lesions through all of them; the lesion
+mask stays the slice's. With ``augment`` the neighbours' order is reversed for half the items (a
+head seen from its feet). Arrays are memory-mapped and opened lazily in each process, so a data
 loader's workers share the page cache instead of copying the arrays.
 """
 from __future__ import annotations
@@ -70,6 +75,7 @@ class SliceDataset(Dataset):
         online_lesions: float = 0.0,
         online_max_lesions: int = 2,
         mirror: bool = False,
+        context: int = 0,
     ) -> None:
         if split not in SPLITS:
             raise UserError(f"split {split!r} is unknown; choose one of {', '.join(SPLITS)}.")
@@ -126,6 +132,11 @@ class SliceDataset(Dataset):
         self._lesion_model = default_model(self.organ)  # read only; a fresh copy per item cost ~2 ms
         self.mirror = bool(mirror)
         self._midlines: dict[int, int] = {}  # cache row -> its slice's reflection (pseudohealthy/mirror.py)
+        if context < 0 or (context and mirror):
+            raise UserError(f"context {context}: neighbouring slices must be 0 or more, and do not combine with the mirror.")
+        self.context = int(context)
+        # (case, z) -> cache row, for the neighbours of a slice (every case of the cache: rows are global)
+        self._row_at = {(r.case_id, r.z): r.index for r in table} if context else {}
         self._arrays: dict[str, np.ndarray] = {}
         self._pid = -1
 
@@ -171,12 +182,31 @@ class SliceDataset(Dataset):
             mirrored = apply_intensity(sample_intensity(rng, gamma=MIRROR_GAMMA, contrast=MIRROR_CONTRAST), mirrored)
         return mirrored
 
+    def _neighbours_of(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Item ``i``'s neighbouring slices z-k..z-1, z+1..z+k of its case as (image, lesion, region) stacks
+        ``(2k, H, W)``; a slice the cache does not hold is background (image -1, empty masks)."""
+        slot = self.rows[i]
+        images, lesions, regions = [], [], []
+        for offset in [*range(-self.context, 0), *range(1, self.context + 1)]:
+            row = self._row_at.get((slot.case_id, slot.z + offset))
+            if row is None:
+                images.append(np.full(self.working_size, -1.0, np.float32))
+                lesions.append(np.zeros(self.working_size, np.uint8))
+                regions.append(np.zeros(self.working_size, np.uint8))
+            else:
+                images.append(np.array(self._array("images")[row], dtype=np.float32))
+                lesions.append(np.array(self._array("lesions")[row], dtype=np.uint8))
+                regions.append(np.array(self._array("regions")[row], dtype=np.uint8))
+        return np.stack(images), np.stack(lesions), np.stack(regions)
+
     def _arrays_at(self, i: int, with_healthy: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
                                                               np.ndarray | None]:
         """Item ``i``'s arrays after augmentation, crop and online lesions; the true healthy slice
         only when asked for (reading and warping it is a third of an item's time when unused); with
         ``mirror`` the whole slice's mirror image, warped, cut and intensity-mapped as the image (the
-        lesions pasted into the crop are not in it: the other hemisphere of a new lesion is healthy)."""
+        lesions pasted into the crop are not in it: the other hemisphere of a new lesion is healthy);
+        the last element is the image's extra channels ``(C, H, W)`` (the mirror, or with ``context`` the
+        neighbouring slices), or None."""
         row = int(self._indices[i])
         image = np.array(self._array("images")[row], dtype=np.float32)
         lesion = np.array(self._array("lesions")[row], dtype=np.uint8)
@@ -185,6 +215,7 @@ class SliceDataset(Dataset):
         mirrored = self._mirror_of(row, image) if self.mirror else None
         if mirrored is not None and self.augment:
             mirrored = self._jitter_mirror(row, mirrored)
+        around = self._neighbours_of(i) if self.context else None  # (image, lesion, region) stacks (2k, H, W)
         if self.augment:
             params = sample_augmentation(augmentation_rng(self.seed, self.epoch, row), max_scale=self.augment_scale,
                                          elastic=self.augment_elastic, size=max(image.shape))
@@ -199,18 +230,30 @@ class SliceDataset(Dataset):
                 healthy = apply_augmentation(params, healthy, window=window)[0]
             if mirrored is not None:
                 mirrored = apply_augmentation(params, mirrored, window=window)[0]
+            if around is not None:
+                warped = [apply_augmentation(params, *arrays, window=window) for arrays in zip(*around)]
+                around = tuple(np.stack(parts) for parts in zip(*warped))
         elif self.crop_size is not None:
             top, left = self._crop_corner(row, lesion, region)
             cut = (slice(top, top + self.crop_size), slice(left, left + self.crop_size))
             image, lesion, region = image[cut], lesion[cut], region[cut]
             healthy = healthy[cut] if healthy is not None else None
             mirrored = mirrored[cut] if mirrored is not None else None
+            around = tuple(a[(slice(None), *cut)] for a in around) if around is not None else None
         if self.online_lesions > 0:
             rng = np.random.default_rng([self.seed, self.epoch, row, 13])
             if rng.random() < self.online_lesions:
                 scale, offset = self.scale_offset(i)
-                image, lesion, _ = paste_lesions(rng, image, lesion, region, scale, offset, self.organ,
-                                                 self.online_max_lesions, self._lesion_model)
+                if around is None:
+                    image, lesion, _ = paste_lesions(rng, image, lesion, region, scale, offset, self.organ,
+                                                     self.online_max_lesions, self._lesion_model)
+                else:  # one 3-D lesion through the slice and its neighbours, in z order
+                    k = self.context
+                    stacks = [np.concatenate([a[:k], b[None], a[k:]]) for a, b in zip(around, (image, lesion, region))]
+                    images, lesions, _ = paste_lesions(rng, *stacks, scale, offset, self.organ,
+                                                       self.online_max_lesions, self._lesion_model)
+                    image, lesion = images[k], lesions[k]
+                    around = (np.concatenate([images[:k], images[k + 1:]]), *around[1:])
         # pixel-wise, so after the crop it gives what it gave before it (runs before online lesions replay)
         if self.intensity_augment:
             params_i = sample_intensity(np.random.default_rng([self.seed, self.epoch, row, 11]),
@@ -218,7 +261,13 @@ class SliceDataset(Dataset):
             image = apply_intensity(params_i, image)
             healthy = apply_intensity(params_i, healthy) if healthy is not None else None
             mirrored = apply_intensity(params_i, mirrored) if mirrored is not None else None
-        return image, lesion, region, healthy, mirrored
+            around = (apply_intensity(params_i, around[0]), *around[1:]) if around is not None else None
+        extra = mirrored[None] if mirrored is not None else None
+        if around is not None:
+            extra = around[0]
+            if self.augment and np.random.default_rng([self.seed, self.epoch, row, 17]).random() < 0.5:
+                extra = extra[::-1]  # z flipped: the neighbours below become those above
+        return image, lesion, region, healthy, extra
 
     def _crop_corner(self, row: int, lesion: np.ndarray, region: np.ndarray,
                      params: AugmentParams | None = None) -> tuple[int, int]:
@@ -249,9 +298,9 @@ class SliceDataset(Dataset):
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} slices")
         i = i % len(self)
-        image, lesion, region, healthy, mirrored = self._arrays_at(i, self.with_healthy)
+        image, lesion, region, healthy, extra = self._arrays_at(i, self.with_healthy)
         row = self.rows[i]
-        channels = (image,) if mirrored is None else (image, mirrored)
+        channels = (image,) if extra is None else (image, *extra)
         item = (
             torch.from_numpy(np.stack(channels).astype(np.float32, copy=False)),
             torch.from_numpy(lesion.astype(np.float32))[None],

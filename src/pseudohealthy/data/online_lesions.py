@@ -37,31 +37,37 @@ def organ_of_source(source: str) -> str:
 def paste_lesions(rng: np.random.Generator, image: np.ndarray, lesion: np.ndarray, region: np.ndarray,
                   scale: float, offset: float, organ: str, max_lesions: int,
                   model: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Paste 1..``max_lesions`` new lesions into a normalised crop ``(H, W)``.
+    """Paste 1..``max_lesions`` new lesions into a normalised crop ``(H, W)``, or into a stack ``(K, H, W)``
+    of a crop and its neighbouring slices (``model.gen_gate_context``; K odd, 1 mm apart like the
+    pixels): there each lesion is one 3-D lesion centred near the middle slice, cut by every slice.
 
-    Returns the new image (float32, clipped to [-1, 1]), the new lesion mask (the input's dtype) and
-    how many lesions were pasted (0 when the crop's tissue holds none).
+    Returns the new image (float32, clipped to [-1, 1]), the new lesion mask (the input's dtype), both
+    of the input's shape, and how many lesions were pasted (0 when the crop's tissue holds none).
     """
     model = default_model(organ) if model is None else model
-    source = ((image.astype(np.float64) - offset) / scale).astype(np.float32)[:, :, None]
+    stack = image.ndim == 3
+    # the lesion model's volumes are (X, Y, Z): a crop is (H, W, 1), a stack (H, W, K)
+    as_volume = (lambda a: np.moveaxis(a, 0, -1)) if stack else (lambda a: a[:, :, None])
+    source = as_volume(((image.astype(np.float64) - offset) / scale).astype(np.float32))
     if organ == "brain":
         # brain = image > 0 in source_tissue: the background must be at or below 0 in these units
-        source = np.where(region[:, :, None] > 0, np.maximum(source, np.float32(1e-3)), np.float32(0.0))
-        labels = (lesion[:, :, None] > 0).astype(np.int16)
+        source = np.where(as_volume(region) > 0, np.maximum(source, np.float32(1e-3)), np.float32(0.0))
+        labels = (as_volume(lesion) > 0).astype(np.int16)
     else:
-        labels = np.where(lesion > 0, 2, np.where(region > 0, 1, 0)).astype(np.int16)[:, :, None]
+        labels = as_volume(np.where(lesion > 0, 2, np.where(region > 0, 1, 0)).astype(np.int16))
     voxel_mm = np.ones(3)
     tissue = source_tissue(organ, source, labels, voxel_mm, model)
-    if np.count_nonzero(tissue.tissue) < MIN_TISSUE_PIXELS:
+    if np.count_nonzero(tissue.tissue[:, :, tissue.tissue.shape[2] // 2]) < MIN_TISSUE_PIXELS:
         return image, lesion, 0
     lesions, rendered = sample_lesions(rng, organ, tissue, model, max_lesions, tries=TRIES, section=True)
     if not lesions:
         return image, lesion, 0
     pasted, new_labels = render_inserted(organ, tissue, lesions, rendered)
-    new = new_labels[:, :, 0] != labels[:, :, 0]  # painted pixels: all in the tissue, so inside the region
+    as_image = (lambda a: np.moveaxis(a, -1, 0)) if stack else (lambda a: a[:, :, 0])
+    new = as_image(new_labels != labels)  # painted pixels: all in the tissue, so inside the region
     # only the new lesions' pixels take the rendered values: the round trip through the input's units
     # is not exact in float, and the rest of the crop must stay the crop
-    values = np.clip(pasted[:, :, 0].astype(np.float64) * scale + offset, -1.0, 1.0).astype(np.float32)
+    values = np.clip(as_image(pasted).astype(np.float64) * scale + offset, -1.0, 1.0).astype(np.float32)
     out = np.where(new, values, image).astype(np.float32)
     grown = np.where(new, 1, lesion).astype(lesion.dtype)
     return out, grown, len(lesions)

@@ -106,6 +106,10 @@ def synthesize_cache(generator: torch.nn.Module, images: np.ndarray, device: tor
 
     from pseudohealthy.inference.synthesize import generate_slices
 
+    if getattr(generator, "context", 0):
+        # cache rows run through every case: a slice's row neighbours need not be its neighbours in z
+        raise UserError("this experiment runs the generator over cache rows, which a generator that sees neighbouring "
+                        "slices (model.gen_gate_context > 0) cannot take; synthesise whole volumes instead.")
     out = np.empty(images.shape, np.float32)
     chunk = 512
     for start in tqdm(range(0, len(images), chunk), desc="generator over cache", unit="chunk", disable=not progress):

@@ -48,6 +48,22 @@ def region_for_inference(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray
     return image > 0 if mode in ("percentile", "median") else None
 
 
+def with_neighbours(volume: np.ndarray, picks: np.ndarray, context: int, background: float = -1.0) -> np.ndarray:
+    """``(len(picks), 1 + 2 * context, H, W)`` float32: slice ``z`` of ``volume`` ``(Z, H, W)`` for each ``z`` in
+    ``picks``, then its neighbours ``z - context .. z - 1, z + 1 .. z + context`` (a context generator's
+    input); a neighbour beyond the volume's first or last slice is background, as in training, where
+    a slice the cache does not hold is background."""
+    volume = np.asarray(volume, dtype=np.float32)
+    depth = volume.shape[0]
+    offsets = [0, *range(-context, 0), *range(1, context + 1)]
+    out = np.full((len(picks), len(offsets), *volume.shape[1:]), background, np.float32)
+    for channel, offset in enumerate(offsets):
+        z = np.asarray(picks) + offset
+        inside = (z >= 0) & (z < depth)
+        out[inside, channel] = volume[z[inside]]
+    return out
+
+
 @torch.no_grad()
 def generate_slices(generator: torch.nn.Module, slices: np.ndarray, device: torch.device, batch_size: int = 16,
                     active: np.ndarray | None = None) -> np.ndarray:
@@ -56,16 +72,19 @@ def generate_slices(generator: torch.nn.Module, slices: np.ndarray, device: torc
     ``active`` (bool ``(Z,)``): only these slices go through the generator, the others come back as
     they are (slices without any tissue: at native resolution most of a volume's cost otherwise).
     Slices whose size the generator cannot halve often enough are padded with background and cut back.
+    ``slices`` are one volume's, in order: a generator with ``context`` (``model.gen_gate_context``)
+    gets each slice's neighbours from them (:func:`with_neighbours`).
     """
     out = np.array(slices, dtype=np.float32, copy=True)
     todo = np.flatnonzero(active) if active is not None else np.arange(len(slices))
     multiple = 2 ** int(getattr(generator, "downsamplings", 0))
+    context = int(getattr(generator, "context", 0))
     height, width = slices.shape[1:]
-    pad = ((0, 0), (0, (-height) % multiple), (0, (-width) % multiple))
+    pad = ((0, 0), (0, 0), (0, (-height) % multiple), (0, (-width) % multiple))
     for start in range(0, len(todo), batch_size):
         picks = todo[start : start + batch_size]
-        batch = np.pad(np.asarray(slices[picks], dtype=np.float32), pad, constant_values=-1.0)
-        tensor = torch.from_numpy(batch)[:, None].to(device)
+        batch = with_neighbours(slices, picks, context)
+        tensor = torch.from_numpy(np.pad(batch, pad, constant_values=-1.0)).to(device)
         with autocast(device):
             result = generator(tensor)
         out[picks] = result.float()[:, 0, :height, :width].cpu().numpy()

@@ -78,20 +78,27 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
         if cfg.gen_gate_mirror and (cfg.gen_gate_shuffle or cfg.slice_layout != "canonical"):
             raise UserError("model.gen_gate_mirror needs canonical slices (model.slice_layout=canonical) and the area "
                             "shrink (model.gen_gate_shuffle=false).")
+        if cfg.gen_gate_context < 0 or (cfg.gen_gate_context and (cfg.gen_gate_mirror or cfg.gen_gate_shuffle)):
+            raise UserError(f"model.gen_gate_context={cfg.gen_gate_context} must be 0 (the slice alone) or a positive number "
+                            "of neighbouring slices, and does not combine with model.gen_gate_mirror or model.gen_gate_shuffle.")
         from pseudohealthy.models.segmentor import UNet
 
         # space-to-depth: the scale x scale pixels of each cell are the net's channels, in and out
         cells = cfg.gen_gate_scale ** 2 if cfg.gen_gate_shuffle else 1
         unet = UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels, decoder=cfg.seg_decoder,
                     align_corners=cfg.seg_align_corners, bias=cfg.seg_conv_bias,
-                    in_channels=2 if cfg.gen_gate_mirror else cells, classes=2 * cells)
+                    in_channels=2 if cfg.gen_gate_mirror else cells + 2 * cfg.gen_gate_context, classes=2 * cells)
         return _with_layout(GatedUNetGenerator(unet, fill=cfg.gen_gate_fill, hard=cfg.gen_gate_hard,
                                                      refine=cfg.gen_gate_refine, scale=cfg.gen_gate_scale,
                                                      gate_from_masks=cfg.gen_gate_from_masks,
                                                      shuffle=cfg.gen_gate_shuffle,
                                                      second_look=cfg.gen_gate_second_look,
                                                      second_look_area=cfg.gen_gate_second_look_area,
-                                                     mirror=cfg.gen_gate_mirror), cfg.slice_layout)
+                                                     mirror=cfg.gen_gate_mirror, context=cfg.gen_gate_context),
+                           cfg.slice_layout)
+    if cfg.gen_gate_context:
+        raise UserError(f"model.gen_gate_context={cfg.gen_gate_context}: neighbouring slices are seen by the gated U-Net "
+                        "generator only (model.gen_arch=unet).")
     net = ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings,
                           norm=cfg.gen_norm, zero_init=cfg.gen_zero_init and output in ("residual", "additive"),
                           gate=cfg.gen_gate and output == "residual", in_channels=in_channels, output=output, out_channels=1,
@@ -114,6 +121,12 @@ def build_segmentor(cfg: ModelConfig) -> nn.Module:
     net = UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels, decoder=cfg.seg_decoder,
                align_corners=cfg.seg_align_corners, bias=cfg.seg_conv_bias)
     return _with_layout(net, cfg.slice_layout)
+
+
+def gate_context(cfg: ModelConfig) -> int:
+    """Neighbouring slices on each side that the generator's input carries (``model.gen_gate_context``;
+    the gated U-Net only)."""
+    return int(cfg.gen_gate_context) if cfg.gen_gate and cfg.gen_arch == "unet" else 0
 
 
 def size_multiple(cfg: ModelConfig) -> int:

@@ -190,11 +190,15 @@ class GatedUNetGenerator(nn.Module):
     one-channel input gets its mirror here (a whole slice, at inference); a two-channel input brings
     it (training crops, cut from the mirror of the whole slice by the data set). The output has one
     channel, the slice's.
+    ``context`` = k > 0: the U-Net also sees the ``k`` slices below and above (2.5-D; a lesion is a
+    blob in 3-D, while vessels, sulci and ventricles run on through the neighbours). The input is then
+    ``(B, 1 + 2k, H, W)``: the slice first, its neighbours z-k..z-1, z+1..z+k after it
+    (``inference.synthesize.with_neighbours`` builds it from a volume); the output is the slice's.
     """
 
     def __init__(self, unet: nn.Module, fill: bool = True, hard: bool = False, refine: bool = True, scale: int = 1,
                  gate_from_masks: bool = False, shuffle: bool = False, second_look: float = 0.0,
-                 second_look_area: int = 400, mirror: bool = False) -> None:
+                 second_look_area: int = 400, mirror: bool = False, context: int = 0) -> None:
         super().__init__()
         if scale < 1:
             raise ValueError(f"the gate's scale must be a positive integer, not {scale}")
@@ -209,6 +213,7 @@ class GatedUNetGenerator(nn.Module):
         self.second_look = float(second_look) if self.scale > 1 else 0.0
         self.second_look_area = int(second_look_area)
         self.mirror = bool(mirror)
+        self.context = int(context)
         # pixel_shuffle reads output channel c from the net's channels c * scale**2 ..: the first
         # scale**2 are the correction's
         zero_correction(unet.head, self.scale ** 2 if self.shuffle else 1)
@@ -237,7 +242,13 @@ class GatedUNetGenerator(nn.Module):
         return torch.where(opened, gate_logit.new_tensor(SECOND_LOOK_LOGIT).maximum(gate_logit), gate_logit)
 
     def net_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(slice, what the U-Net sees)``: the slice alone, or with ``mirror`` the slice and its mirror image."""
+        """``(slice, what the U-Net sees)``: the slice alone, or with ``mirror`` the slice and its mirror image,
+        or with ``context`` the slice and its neighbours (which the input must bring)."""
+        if self.context:
+            if x.shape[1] != 1 + 2 * self.context:
+                raise ValueError(f"this generator sees {self.context} neighbouring slice(s) on each side: its input needs "
+                                 f"{1 + 2 * self.context} channels (the slice, then its neighbours), not {x.shape[1]}")
+            return x[:, :1], x
         if not self.mirror:
             return x, x
         if x.shape[1] == 2:

@@ -34,7 +34,7 @@ import torch
 import pseudohealthy
 from pseudohealthy.config import RunConfig, to_dict, write_config
 from pseudohealthy.errors import UserError
-from pseudohealthy.models import count_parameters, size_multiple
+from pseudohealthy.models import count_parameters, gate_context, size_multiple
 from pseudohealthy.training import distributed
 from pseudohealthy.checkpoints import (
     FORMAT,
@@ -376,7 +376,8 @@ class GVSTrainer:
                                     intensity_curve=t.intensity_curve, augment_scale=t.augment_scale,
                                     augment_elastic=t.augment_elastic,
                                     online_lesions=t.online_lesions, online_max_lesions=t.online_max_lesions,
-                                    mirror=m.gen_gate and m.gen_arch == "unet" and m.gen_gate_mirror)
+                                    mirror=m.gen_gate and m.gen_arch == "unet" and m.gen_gate_mirror,
+                                    context=gate_context(m))
         if len(self.dataset) == 0:
             raise UserError(f"{cache}: no training slices (split train, lesion_only={t.lesion_only}, "
                             f"train_fraction={t.train_fraction}).")
@@ -403,7 +404,7 @@ class GVSTrainer:
         """A few fixed lesion slices: from the test split, else the training split."""
         from pseudohealthy.data.dataset import SliceDataset
 
-        source, name = SliceDataset(cache, split="test", lesion_only=True), "test"
+        source, name = SliceDataset(cache, split="test", lesion_only=True, context=gate_context(self.config.model)), "test"
         if len(source) == 0:
             source, name = self.dataset, "train"
         count = min(self.config.train.preview_slices, len(source))

@@ -108,9 +108,10 @@ def _sample_lesion(rng: np.random.Generator, organ: str, tissue: SourceTissue, a
                    model: dict[str, Any], sigma: float, tries: int, section: bool) -> tuple[dict[str, Any], RenderedLesion] | None:
     """Draw one lesion that fits in ``allowed``; None after ``tries`` draws that do not.
 
-    ``section``: the grid is one slice thick (a training crop); the lesion's centre is moved off the
-    slice by up to 0.8 of its smallest radius, so the slice cuts it anywhere from its equator to its
-    tip, and the fill rule compares with that cut's nominal area instead of the sphere's volume.
+    ``section``: the grid is a training crop, one slice thick or a few (the slice and its neighbours,
+    ``model.gen_gate_context``); the lesion's centre is moved off the middle slice by up to 0.8 of its
+    smallest radius, so the middle slice cuts it anywhere from its equator to its tip, and the fill
+    rule compares with that cut's nominal area instead of the sphere's volume.
     """
     shape = tissue.image.shape
     voxel_volume = float(np.prod(tissue.voxel_mm))
@@ -119,7 +120,8 @@ def _sample_lesion(rng: np.random.Generator, organ: str, tissue: SourceTissue, a
         params = sample_lesion_shape(rng, centre, tuple(model["radius_mm"]), rim_probability=float(model["rim_probability"]))
         radius = params["radius_mm"]
         if section:
-            params["center_mm"][2] = height = float(rng.uniform(-0.8, 0.8)) * min(params["radii_mm"])
+            height = float(rng.uniform(-0.8, 0.8)) * min(params["radii_mm"])
+            params["center_mm"][2] = (shape[2] - 1) / 2 * float(tissue.voxel_mm[2]) + height
             nominal = np.pi * (radius ** 2 - height ** 2) / float(np.prod(tissue.voxel_mm[:2]))
         else:
             nominal = 4.0 / 3.0 * np.pi * radius ** 3 / voxel_volume
