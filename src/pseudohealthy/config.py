@@ -63,6 +63,8 @@ class ModelConfig:
     gen_gate_second_look_area: int = 400  # the second look adds only its parts smaller than this many pixels (small lesions; 100 until session 12)
     gen_gate_mirror: bool = False  # gen_arch=unet: the gate also sees the slice's mirror image about its midline (brains: the other hemisphere as reference)
     gen_gate_context: int = 0  # gen_arch=unet: the gate also sees this many neighbouring slices on each side (2.5-D; 0 = the slice alone)
+    gen_fill_net: bool = False  # gen_arch=unet with gate fill: a small inpainting U-Net corrects the fill under the gate (models/learned_fill.py; taught by train.fill_weight)
+    fill_net_base: int = 16  # gen_fill_net: first width of its U-Net (depth seg_depth, at gen_gate_scale)
     gen_gate_shuffle: bool = False  # with gen_gate_scale > 1: the shrink is a space-to-depth rearrangement (every pixel kept), the maps come back by depth-to-space
     seg_base: int = 64  # U-Net first level width; doubles per level
     seg_depth: int = 4  # number of max-pool downsamplings
@@ -91,6 +93,7 @@ class TrainConfig:
     lesion_fill_weight: float = 0.0  # reference code's third G term (weight 5 there): lesion -> mean normal tissue
     adversarial_weight: float = 1.0  # weight of CE(S(G(x_p)), 0) in G's loss; 0 trains no segmentor at all
     supervised_weight: float = 0.0  # L1 to the true healthy image where known (inserted lesions, phantom)
+    fill_weight: float = 0.0  # L1 of the learned fill (model.gen_fill_net) to the true healthy image, in the true lesion masks where the truth is known
     gate_weight: float = 0.0  # BCE of a gated generator's gate against the lesion mask (model.gen_gate)
     gate_dice: bool = False  # add a soft Dice term to the gate's loss (confident, whole-lesion gates)
     gate_small_lesion_area: float = 0.0  # > 0: lesion sections under this many pixels get BCE weight area/size (losses/gate.py)

@@ -187,7 +187,8 @@ def run_pipeline(data: Path, output: Path, cfg: PipelineConfig, echo: Callable[[
 
     t = time.perf_counter()
     real_data, sources = data, None
-    if not _has_truth(data, cfg.source) and (cfg.inserted_copies > 0 or run_cfg.train.supervised_weight > 0):
+    if not _has_truth(data, cfg.source) and (cfg.inserted_copies > 0 or run_cfg.train.supervised_weight > 0
+                                                    or run_cfg.train.fill_weight > 0):
         data, sources = inserted_copy(real_data, output, cfg, echo, progress)
     summary = preprocess_dataset(data, cache, pre, overwrite=True, progress=progress)
     split = choose_split(cache, cfg, sources)

@@ -57,3 +57,16 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def truth_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-case brain phantom (true healthy volumes) cached at its native 48x48."""
+    from pseudohealthy.config import PreprocessConfig
+    from pseudohealthy.data.cache import preprocess_dataset
+    from pseudohealthy.data.phantom import generate_phantom
+
+    root = tmp_path_factory.mktemp("hybrid")
+    generate_phantom(root / "phantom", cases=4, seed=3, shape=(48, 48, 24), progress=False)
+    preprocess_dataset(root / "phantom", root / "cache", PreprocessConfig(source="brats", test_fraction=0.25), progress=False)
+    return root / "cache"

@@ -3,7 +3,6 @@ learning on a cache with truth, and the wall-clock budget (stop, lr decay over i
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,19 +15,6 @@ from pseudohealthy.models import build_generator
 
 TINY_HYBRID = ["model.gen_channels=8", "model.gen_blocks=2", "model.seg_base=8", "model.seg_depth=3",
                "model.seg_max_channels=32", "train.crop_size=16", "train.batch_size=4", "train.device=cpu"]
-
-
-@pytest.fixture(scope="module")
-def truth_cache(tmp_path_factory) -> Path:
-    """A 4-case brain phantom (true healthy volumes) cached at its native 48x48."""
-    from pseudohealthy.config import PreprocessConfig
-    from pseudohealthy.data.cache import preprocess_dataset
-    from pseudohealthy.data.phantom import generate_phantom
-
-    root = tmp_path_factory.mktemp("hybrid")
-    generate_phantom(root / "phantom", cases=4, seed=3, shape=(48, 48, 24), progress=False)
-    preprocess_dataset(root / "phantom", root / "cache", PreprocessConfig(source="brats", test_fraction=0.25), progress=False)
-    return root / "cache"
 
 
 def test_gated_generator_starts_with_zero_correction_and_a_gate_whose_body_learns_at_once():

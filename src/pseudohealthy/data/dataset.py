@@ -111,9 +111,9 @@ class SliceDataset(Dataset):
         self.has_healthy: bool = bool(self.fingerprint.get("has_healthy", False))
         if with_healthy and not self.has_healthy:
             raise UserError(f"{self.cache_dir}: this cache holds no true healthy images, which the recipe's supervised "
-                            "term needs (train.supervised_weight > 0); use `pseudohealthy pipeline --data DATA`, which "
+                            "terms need (train.supervised_weight > 0, train.fill_weight > 0); use `pseudohealthy pipeline --data DATA`, which "
                             "inserts lesions with known truth itself, or preprocess `pseudohealthy phantom --kind inserted "
-                            "--from DATA`, or train with train.supervised_weight=0 or --preset small (the paper's loss).")
+                            "--from DATA`, or train with train.supervised_weight=0 and train.fill_weight=0, or --preset small (the paper's loss).")
         self.with_healthy = with_healthy
         self.intensity_augment = intensity_augment
         self.intensity_curve = intensity_curve

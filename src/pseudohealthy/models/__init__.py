@@ -83,6 +83,15 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
                             "of neighbouring slices, and does not combine with model.gen_gate_mirror or model.gen_gate_shuffle.")
         from pseudohealthy.models.segmentor import UNet
 
+        learned_fill = None
+        if cfg.gen_fill_net:
+            if not cfg.gen_gate_fill or cfg.fill_net_base < 1:
+                raise UserError(f"model.gen_fill_net corrects the gate's fill: it needs model.gen_gate_fill=true and "
+                                f"model.fill_net_base >= 1 (not {cfg.fill_net_base}).")
+            from pseudohealthy.models.learned_fill import LearnedFill
+
+            learned_fill = LearnedFill(UNet(base=cfg.fill_net_base, depth=cfg.seg_depth, max_channels=8 * cfg.fill_net_base,
+                                            in_channels=2, classes=1, decoder="halving"), scale=cfg.gen_gate_scale)
         # space-to-depth: the scale x scale pixels of each cell are the net's channels, in and out
         cells = cfg.gen_gate_scale ** 2 if cfg.gen_gate_shuffle else 1
         unet = UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels, decoder=cfg.seg_decoder,
@@ -94,8 +103,11 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
                                                      shuffle=cfg.gen_gate_shuffle,
                                                      second_look=cfg.gen_gate_second_look,
                                                      second_look_area=cfg.gen_gate_second_look_area,
-                                                     mirror=cfg.gen_gate_mirror, context=cfg.gen_gate_context),
+                                                     mirror=cfg.gen_gate_mirror, context=cfg.gen_gate_context,
+                                                     learned_fill=learned_fill),
                            cfg.slice_layout)
+    if cfg.gen_fill_net:
+        raise UserError("model.gen_fill_net: the learned fill belongs to the gated U-Net generator (model.gen_arch=unet).")
     if cfg.gen_gate_context:
         raise UserError(f"model.gen_gate_context={cfg.gen_gate_context}: neighbouring slices are seen by the gated U-Net "
                         "generator only (model.gen_arch=unet).")

@@ -143,24 +143,44 @@ def hard_gate(gate: torch.Tensor) -> torch.Tensor:
     return nn.functional.max_pool2d(hard, 3, stride=1, padding=1)
 
 
+def fill_trust(gate: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """How far the fill trusts each pixel of ``x`` beside a gate ``m``: ``(1 - m)^4``, ramping to 0 on
+    the background."""
+    return (1.0 - gate) ** FILL_TRUST_POWER * ((x + 1.0) / BACKGROUND_RAMP).clamp(0.0, 1.0)
+
+
 def gated_output(x: torch.Tensor, correction: torch.Tensor, gate_logit: torch.Tensor, fill: bool,
-                 hard: bool = False, refine: bool = True, gate_from_masks: bool = False) -> torch.Tensor:
+                 hard: bool = False, refine: bool = True, gate_from_masks: bool = False,
+                 learned_fill: nn.Module | None = None) -> torch.Tensor:
     """A gated generator's output from its two maps: ``x + m * 2 tanh(a)``, or with ``fill``
     ``x + m * (pyramid_fill(x; (1 - m)^4 outside the background) + tanh(a) - x)``; ``hard`` uses
     :func:`hard_gate` for ``m`` (pixels outside it are the input, bit for bit); ``refine=False``
     drops ``tanh(a)`` (the fill alone); ``gate_from_masks``: the output passes no gradient to the gate
-    (it learns from its own loss against the lesion masks only, losses/gate.py)."""
+    (it learns from its own loss against the lesion masks only, losses/gate.py); ``learned_fill``
+    (models/learned_fill.py) corrects the fill under the gate, seeing the filled slice and the gate."""
     gate = torch.sigmoid(gate_logit.detach() if gate_from_masks else gate_logit)
     if not fill:
         return x + gate * (GATE_CORRECTION_RANGE * torch.tanh(correction))
     # The fill trusts pixels by the soft gate also under a hard gate: a fill from a closed gate would
     # be the input itself, and the straight-through gradient would never say that opening helps.
-    trust = (1.0 - gate) ** FILL_TRUST_POWER * ((x + 1.0) / BACKGROUND_RAMP).clamp(0.0, 1.0)
+    trust = fill_trust(gate, x)
     if hard:
         gate = hard_gate(gate)
     refinement = torch.tanh(correction) if refine else 0.0
     filled = pyramid_fill(x.float(), trust.float()).to(x.dtype)
+    if learned_fill is not None:
+        hole = gate.detach()
+        filled = learned_fill(x + hole * (filled - x), hole)
     return x + gate * (filled + refinement - x)
+
+
+def fill_true_hole(x: torch.Tensor, lesion: torch.Tensor, learned_fill: nn.Module) -> torch.Tensor:
+    """``learned_fill``'s output for the true lesion mask as the gate (training, ``train.fill_weight``):
+    the hole is the mask dilated a pixel, as :func:`hard_gate` dilates the gate, and the pull-push fill
+    under it trusts every pixel outside the undilated mask, as it trusts a closed soft gate."""
+    hole = nn.functional.max_pool2d(lesion, 3, stride=1, padding=1)
+    filled = pyramid_fill(x.float(), fill_trust(lesion, x).float()).to(x.dtype)
+    return learned_fill(x + hole * (filled - x), hole)
 
 
 class GatedUNetGenerator(nn.Module):
@@ -190,6 +210,8 @@ class GatedUNetGenerator(nn.Module):
     one-channel input gets its mirror here (a whole slice, at inference); a two-channel input brings
     it (training crops, cut from the mirror of the whole slice by the data set). The output has one
     channel, the slice's.
+    ``learned_fill`` (models/learned_fill.py): an inpainting network that corrects the fill under the
+    hard gate, from the filled slice and the gate only (``model.gen_fill_net``).
     ``context`` = k > 0: the U-Net also sees the ``k`` slices below and above (2.5-D; a lesion is a
     blob in 3-D, while vessels, sulci and ventricles run on through the neighbours). The input is then
     ``(B, 1 + 2k, H, W)``: the slice first, its neighbours z-k..z-1, z+1..z+k after it
@@ -198,8 +220,12 @@ class GatedUNetGenerator(nn.Module):
 
     def __init__(self, unet: nn.Module, fill: bool = True, hard: bool = False, refine: bool = True, scale: int = 1,
                  gate_from_masks: bool = False, shuffle: bool = False, second_look: float = 0.0,
-                 second_look_area: int = 400, mirror: bool = False, context: int = 0) -> None:
+                 second_look_area: int = 400, mirror: bool = False, context: int = 0,
+                 learned_fill: nn.Module | None = None) -> None:
         super().__init__()
+        if learned_fill is not None and not fill:
+            raise ValueError("a learned fill corrects the gate's fill: it needs fill=True")
+        self.learned_fill = learned_fill
         if scale < 1:
             raise ValueError(f"the gate's scale must be a positive integer, not {scale}")
         self.net = unet
@@ -255,10 +281,19 @@ class GatedUNetGenerator(nn.Module):
             return x[:, :1], x
         return x, torch.cat([x, mirror_image(x)], dim=1)
 
-    def forward(self, x: torch.Tensor, return_gate: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, return_gate: bool = False,
+                hole: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """``G(x)``; with ``return_gate`` also the gate's logits; with ``hole`` (the true lesion masks
+        ``(B, 1, H, W)``, training) also the learned fill of that hole (:func:`fill_true_hole`), computed
+        in this forward so that DistributedDataParallel sees every parameter used."""
         x, seen = self.net_input(x)
         correction, gate_logit = self.maps(seen)
         if self.second_look > 0 and not self.training:
             gate_logit = self._second_look(seen, gate_logit)
-        out = gated_output(x, correction, gate_logit, self.gate_fill, self.gate_hard, self.gate_refine, self.gate_from_masks)
+        out = gated_output(x, correction, gate_logit, self.gate_fill, self.gate_hard, self.gate_refine, self.gate_from_masks,
+                           self.learned_fill)
+        if hole is not None:
+            if self.learned_fill is None:
+                raise ValueError("this generator has no learned fill to teach (model.gen_fill_net=false)")
+            return out, gate_logit, fill_true_hole(x, hole, self.learned_fill)
         return (out, gate_logit) if return_gate else out

@@ -55,6 +55,9 @@ def check_train_options(run_config: RunConfig) -> None:
     if t.adversarial_weight == 0 and t.supervised_weight == 0 and not taught_by_masks:
         raise UserError("train.adversarial_weight=0 needs train.supervised_weight > 0 (or a gate taught by the masks, "
                         "model.gen_gate_from_masks=true): otherwise nothing teaches G to heal.")
+    if t.fill_weight < 0 or (t.fill_weight > 0 and not (m.gen_fill_net and m.gen_arch == "unet")):
+        raise UserError(f"train.fill_weight={t.fill_weight:g} must be 0 or, to teach a learned fill, positive with "
+                        "model.gen_fill_net=true and model.gen_arch=unet.")
     if t.gate_weight > 0 and not m.gen_gate:
         raise UserError("train.gate_weight > 0 needs a gated generator (model.gen_gate=true).")
     if m.gen_gate and m.gen_gate_from_masks and t.gate_weight <= 0:
@@ -186,11 +189,16 @@ class GVSModel:
         if t.lesion_fill_weight > 0:
             loss = loss + t.lesion_fill_weight * lesion_fill_mse(self.x_p, x_s, self.lesion, self.region)
         supervised = x_s.new_zeros(())
+        if t.fill_weight > 0:
+            # the learned fill of the true lesion masks against the truth inside them (losses/residual.py)
+            hole = nn.functional.max_pool2d(self.lesion, 3, stride=1, padding=1)
+            supervised = supervised_l1(self.true_hole_fill, self.healthy, hole)[1]
+            loss = loss + t.fill_weight * supervised
         if t.supervised_weight > 0:
             if self.healthy is None:
                 raise RuntimeError("train.supervised_weight > 0 needs batches with the true healthy slice")
             normal, inside = supervised_l1(x_s, self.healthy, self.lesion)
-            supervised = normal + inside
+            supervised = supervised + normal + inside
             loss = loss + t.supervised_weight * supervised
         if t.gate_weight > 0:
             # The gate is a segmentation of what G should change: every lesion pixel, real or inserted.
@@ -207,6 +215,11 @@ class GVSModel:
     def _generate(self) -> torch.Tensor:
         """``G(x_p)``; a gated generator's gate logits are kept in ``self.gate_logit`` for Step B."""
         with autocast(self.device, self.amp):
+            if self.train_cfg.fill_weight > 0:
+                out, gate, self.true_hole_fill = self.generator(self.g_input, return_gate=True, hole=self.lesion)
+                self.gate_logit = gate.float()
+                self.true_hole_fill = self.true_hole_fill.float()
+                return out.float()
             if self.config.model.gen_gate:
                 out, gate = self.generator(self.g_input, return_gate=True)
                 self.gate_logit = gate.float()

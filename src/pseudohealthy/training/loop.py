@@ -372,7 +372,7 @@ class GVSTrainer:
         self.dataset = SliceDataset(cache, split="train", lesion_only=t.lesion_only, fraction=t.train_fraction,
                                     seed=t.seed, augment=t.augment, crop_size=t.crop_size,
                                     lesion_crop_probability=t.lesion_crop_probability,
-                                    with_healthy=t.supervised_weight > 0, intensity_augment=t.intensity_augment,
+                                    with_healthy=t.supervised_weight > 0 or t.fill_weight > 0, intensity_augment=t.intensity_augment,
                                     intensity_curve=t.intensity_curve, augment_scale=t.augment_scale,
                                     augment_elastic=t.augment_elastic,
                                     online_lesions=t.online_lesions, online_max_lesions=t.online_max_lesions,
