@@ -22,7 +22,7 @@ lesion slice of the cases:
 
 ``--oracle`` puts every true lesion mask (dilated a pixel, as the hard gate is) in place of the gate:
 the error reduction then measures what the checkpoint puts under a perfect gate (its fill, and its
-learned refinement where it has one), apart from how well its gate finds the lesions.
+learned refinement or learned fill where it has one), apart from how well its gate finds the lesions.
 
 Written after a diagnostic of session 4 counted the training subject's own (memorised) tumour as
 lesion and read the truth in the on-disk voxel order against a canonical image: both inflated the
@@ -64,7 +64,8 @@ def gate_figures(checkpoint: str, cases: list, threshold: float, batch_size: int
                 if oracle:  # the true lesion mask as the gate: what the fill (and refinement) make of a perfect gate
                     correction, _ = generator.maps(generator.net_input(x)[1])
                     logit = torch.from_numpy(np.where(every[z], 30.0, -30.0).astype(np.float32))[:, None]
-                    out = gated_output(x[:, :1], correction, logit, generator.gate_fill, generator.gate_hard, generator.gate_refine)
+                    out = gated_output(x[:, :1], correction, logit, generator.gate_fill, generator.gate_hard, generator.gate_refine,
+                                       learned_fill=getattr(generator, "learned_fill", None))
                 else:
                     out, logit = generator(x, return_gate=True)
             out = out[:, 0].numpy()
