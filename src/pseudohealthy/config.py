@@ -64,7 +64,8 @@ class ModelConfig:
     gen_gate_mirror: bool = False  # gen_arch=unet: the gate also sees the slice's mirror image about its midline (brains: the other hemisphere as reference)
     gen_gate_context: int = 0  # gen_arch=unet: the gate also sees this many neighbouring slices on each side (2.5-D; 0 = the slice alone)
     gen_fill_net: bool = False  # gen_arch=unet with gate fill: a small inpainting U-Net corrects the fill under the gate (models/learned_fill.py; taught by train.fill_weight)
-    fill_net_base: int = 16  # gen_fill_net: first width of its U-Net (depth seg_depth, at gen_gate_scale)
+    fill_net_base: int = 16  # gen_fill_net: first width of its U-Net (at gen_gate_scale)
+    fill_net_depth: int = 4  # gen_fill_net: downsamplings of its U-Net (fewer: a more local view of the hole's surroundings)
     gen_gate_shuffle: bool = False  # with gen_gate_scale > 1: the shrink is a space-to-depth rearrangement (every pixel kept), the maps come back by depth-to-space
     seg_base: int = 64  # U-Net first level width; doubles per level
     seg_depth: int = 4  # number of max-pool downsamplings

@@ -127,5 +127,9 @@ def test_bad_learned_fill_settings_are_refused_with_one_sentence(truth_cache):
         GVSModel(resolve_run_config(preset="hybrid", data=str(truth_cache), overrides=TINY_HYBRID + ["train.fill_weight=1"]))
     with pytest.raises(UserError, match="gen_gate_fill"):
         build_generator(resolve_run_config(preset="hybrid", overrides=FILL + ["model.gen_gate_fill=false"]).model)
+    with pytest.raises(UserError, match="fill_net_depth"):
+        build_generator(resolve_run_config(preset="hybrid", overrides=FILL + ["model.fill_net_depth=0"]).model)
+    shallow = build_generator(resolve_run_config(preset="hybrid", overrides=FILL + ["model.fill_net_depth=2"]).model)
+    assert shallow.learned_fill.net.depth == 2
     with pytest.raises(UserError, match="gen_arch=unet"):
         build_generator(resolve_run_config(preset="small", overrides=["model.gen_fill_net=true"]).model)

@@ -85,12 +85,13 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
 
         learned_fill = None
         if cfg.gen_fill_net:
-            if not cfg.gen_gate_fill or cfg.fill_net_base < 1:
-                raise UserError(f"model.gen_fill_net corrects the gate's fill: it needs model.gen_gate_fill=true and "
-                                f"model.fill_net_base >= 1 (not {cfg.fill_net_base}).")
+            if not cfg.gen_gate_fill or cfg.fill_net_base < 1 or cfg.fill_net_depth < 1:
+                raise UserError(f"model.gen_fill_net corrects the gate's fill: it needs model.gen_gate_fill=true, "
+                                f"model.fill_net_base >= 1 (not {cfg.fill_net_base}) and model.fill_net_depth >= 1 "
+                                f"(not {cfg.fill_net_depth}).")
             from pseudohealthy.models.learned_fill import LearnedFill
 
-            learned_fill = LearnedFill(UNet(base=cfg.fill_net_base, depth=cfg.seg_depth, max_channels=8 * cfg.fill_net_base,
+            learned_fill = LearnedFill(UNet(base=cfg.fill_net_base, depth=cfg.fill_net_depth, max_channels=8 * cfg.fill_net_base,
                                             in_channels=2, classes=1, decoder="halving"), scale=cfg.gen_gate_scale)
         # space-to-depth: the scale x scale pixels of each cell are the net's channels, in and out
         cells = cfg.gen_gate_scale ** 2 if cfg.gen_gate_shuffle else 1
