@@ -45,6 +45,11 @@ MIRROR_GAMMA = (0.85, 1.18)
 MIRROR_CONTRAST = (0.93, 1.07)
 
 
+def neighbour_offsets(context: int) -> list[int]:
+    """The z offsets of a slice's ``context`` neighbours on each side, in channel order: -k..-1, 1..k."""
+    return [*range(-context, 0), *range(1, context + 1)]
+
+
 class SliceDataset(Dataset):
     """Slices of one split of a cache.
 
@@ -133,7 +138,8 @@ class SliceDataset(Dataset):
         self.mirror = bool(mirror)
         self._midlines: dict[int, int] = {}  # cache row -> its slice's reflection (pseudohealthy/mirror.py)
         if context < 0 or (context and mirror):
-            raise UserError(f"context {context}: neighbouring slices must be 0 or more, and do not combine with the mirror.")
+            raise UserError(f"context {context} (model.gen_gate_context): neighbouring slices must be 0 or more, and do not "
+                            "combine with the mirror (model.gen_gate_mirror).")
         self.context = int(context)
         # (case, z) -> cache row, for the neighbours of a slice (every case of the cache: rows are global)
         self._row_at = {(r.case_id, r.z): r.index for r in table} if context else {}
@@ -187,17 +193,22 @@ class SliceDataset(Dataset):
         ``(2k, H, W)``; a slice the cache does not hold is background (image -1, empty masks)."""
         slot = self.rows[i]
         images, lesions, regions = [], [], []
-        for offset in [*range(-self.context, 0), *range(1, self.context + 1)]:
+        for offset in neighbour_offsets(self.context):
             row = self._row_at.get((slot.case_id, slot.z + offset))
             if row is None:
-                images.append(np.full(self.working_size, -1.0, np.float32))
-                lesions.append(np.zeros(self.working_size, np.uint8))
-                regions.append(np.zeros(self.working_size, np.uint8))
+                image, lesion, region = (np.full(self.working_size, -1.0, np.float32), np.zeros(self.working_size, np.uint8),
+                                         np.zeros(self.working_size, np.uint8))
             else:
-                images.append(np.array(self._array("images")[row], dtype=np.float32))
-                lesions.append(np.array(self._array("lesions")[row], dtype=np.uint8))
-                regions.append(np.array(self._array("regions")[row], dtype=np.uint8))
+                image, lesion, region = self._slice_arrays(row)
+            images.append(image)
+            lesions.append(lesion)
+            regions.append(region)
         return np.stack(images), np.stack(lesions), np.stack(regions)
+
+    def _slice_arrays(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cache row ``row``'s image (float32), lesion and region masks (uint8), as fresh arrays."""
+        return (np.array(self._array("images")[row], dtype=np.float32), np.array(self._array("lesions")[row], dtype=np.uint8),
+                np.array(self._array("regions")[row], dtype=np.uint8))
 
     def _arrays_at(self, i: int, with_healthy: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
                                                               np.ndarray | None]:
@@ -208,9 +219,7 @@ class SliceDataset(Dataset):
         the last element is the image's extra channels ``(C, H, W)`` (the mirror, or with ``context`` the
         neighbouring slices), or None."""
         row = int(self._indices[i])
-        image = np.array(self._array("images")[row], dtype=np.float32)
-        lesion = np.array(self._array("lesions")[row], dtype=np.uint8)
-        region = np.array(self._array("regions")[row], dtype=np.uint8)
+        image, lesion, region = self._slice_arrays(row)
         healthy = np.array(self._array("healthy")[row], dtype=np.float32) if with_healthy else None
         mirrored = self._mirror_of(row, image) if self.mirror else None
         if mirrored is not None and self.augment:

@@ -18,6 +18,7 @@ import torch
 from pseudohealthy.config import PreprocessConfig, from_dict
 from pseudohealthy.display import to_display
 from pseudohealthy.data.nifti_io import Volume, is_nifti, load_nifti, save_like, strip_nifti_suffix
+from pseudohealthy.data.dataset import neighbour_offsets
 from pseudohealthy.data.preprocessing import prepare_volume, residual_to_input_units
 from pseudohealthy.data.sources import find_cases
 from pseudohealthy.errors import UserError
@@ -55,7 +56,7 @@ def with_neighbours(volume: np.ndarray, picks: np.ndarray, context: int, backgro
     a slice the cache does not hold is background."""
     volume = np.asarray(volume, dtype=np.float32)
     depth = volume.shape[0]
-    offsets = [0, *range(-context, 0), *range(1, context + 1)]
+    offsets = [0, *neighbour_offsets(context)]
     out = np.full((len(picks), len(offsets), *volume.shape[1:]), background, np.float32)
     for channel, offset in enumerate(offsets):
         z = np.asarray(picks) + offset

@@ -139,8 +139,13 @@ def hard_gate(gate: torch.Tensor) -> torch.Tensor:
     fill take its boundary values one pixel beyond the gate's edge, where the lesion's partial
     volume has faded."""
     hard = (gate > 0.5).to(gate.dtype)
-    hard = hard + gate - gate.detach()
-    return nn.functional.max_pool2d(hard, 3, stride=1, padding=1)
+    return dilate_one_pixel(hard + gate - gate.detach())
+
+
+def dilate_one_pixel(mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` ``(B, 1, H, W)`` grown by one pixel (3x3 maximum): the hard gate's dilation, which the
+    learned fill's training hole copies."""
+    return nn.functional.max_pool2d(mask, 3, stride=1, padding=1)
 
 
 def fill_trust(gate: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -178,7 +183,7 @@ def fill_true_hole(x: torch.Tensor, lesion: torch.Tensor, learned_fill: nn.Modul
     """``learned_fill``'s output for the true lesion mask as the gate (training, ``train.fill_weight``):
     the hole is the mask dilated a pixel, as :func:`hard_gate` dilates the gate, and the pull-push fill
     under it trusts every pixel outside the undilated mask, as it trusts a closed soft gate."""
-    hole = nn.functional.max_pool2d(lesion, 3, stride=1, padding=1)
+    hole = dilate_one_pixel(lesion)
     filled = pyramid_fill(x.float(), fill_trust(lesion, x).float()).to(x.dtype)
     return learned_fill(x + hole * (filled - x), hole)
 

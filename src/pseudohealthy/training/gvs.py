@@ -27,6 +27,7 @@ from pseudohealthy.losses import adversarial_ce, difference_aware_ce, residual_m
 from pseudohealthy.losses.gate import gate_loss
 from pseudohealthy.losses.residual import lesion_fill_mse, supervised_l1
 from pseudohealthy.models import build_generator, build_segmentor
+from pseudohealthy.models.generator import dilate_one_pixel
 from pseudohealthy.training.checkpoint import unwrap
 from pseudohealthy.training.device import autocast, eval_forward
 from pseudohealthy.training.schedule import poly_scheduler
@@ -191,8 +192,7 @@ class GVSModel:
         supervised = x_s.new_zeros(())
         if t.fill_weight > 0:
             # the learned fill of the true lesion masks against the truth inside them (losses/residual.py)
-            hole = nn.functional.max_pool2d(self.lesion, 3, stride=1, padding=1)
-            supervised = supervised_l1(self.true_hole_fill, self.healthy, hole)[1]
+            supervised = supervised_l1(self.true_hole_fill, self.healthy, dilate_one_pixel(self.lesion))[1]
             loss = loss + t.fill_weight * supervised
         if t.supervised_weight > 0:
             if self.healthy is None:
@@ -215,14 +215,12 @@ class GVSModel:
     def _generate(self) -> torch.Tensor:
         """``G(x_p)``; a gated generator's gate logits are kept in ``self.gate_logit`` for Step B."""
         with autocast(self.device, self.amp):
-            if self.train_cfg.fill_weight > 0:
-                out, gate, self.true_hole_fill = self.generator(self.g_input, return_gate=True, hole=self.lesion)
-                self.gate_logit = gate.float()
-                self.true_hole_fill = self.true_hole_fill.float()
-                return out.float()
             if self.config.model.gen_gate:
-                out, gate = self.generator(self.g_input, return_gate=True)
+                # train.fill_weight: the same forward also fills the true lesion masks with the learned fill
+                teach = {"hole": self.lesion} if self.train_cfg.fill_weight > 0 else {}
+                out, gate, *taught = self.generator(self.g_input, return_gate=True, **teach)
                 self.gate_logit = gate.float()
+                self.true_hole_fill = taught[0].float() if taught else None
                 return out.float()
             return self.generator(self.g_input).float()
 
