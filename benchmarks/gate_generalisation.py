@@ -38,14 +38,15 @@ import numpy as np
 import torch
 
 
-def gate_figures(checkpoint: str, cases: list, threshold: float, batch_size: int = 8, oracle: bool = False) -> dict[str, float]:
+def gate_figures(checkpoint: str, cases: list, threshold: float, batch_size: int = 8, oracle: bool = False,
+                 averaged: bool = True) -> dict[str, float]:
     from pseudohealthy.checkpoints import load_generator
     from pseudohealthy.config import PreprocessConfig, from_dict
     from pseudohealthy.data.preprocessing import normalise_like, prepare_mask, prepare_volume
     from pseudohealthy.inference.synthesize import region_for_inference, with_neighbours
     from pseudohealthy.models.generator import gated_output
 
-    generator, _, extra = load_generator(checkpoint, "cpu")
+    generator, _, extra = load_generator(checkpoint, "cpu", averaged=averaged)
     generator.eval()
     pcfg = from_dict(PreprocessConfig, extra)
     sums = dict(lesion=0, found=0, error=0.0, error_found=0.0, error_left=0.0, normal=0, normal_gate=0, normal_se=0.0)
@@ -108,6 +109,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--oracle", action="store_true",
                         help="use every true lesion mask as the gate (gated U-Net checkpoints): the fill's share of the gap")
+    parser.add_argument("--last-weights", action="store_true",
+                        help="a run trained with train.ema_decay: score its last weights, not their moving average")
     args = parser.parse_args()
     from pseudohealthy.data.sources import detect_source, find_cases, load_case
 
@@ -124,9 +127,9 @@ def main() -> None:
         raise SystemExit(f"{args.data}: need cases with true healthy volumes (an inserted-lesion data set)")
     for checkpoint in args.checkpoints:
         start = time.perf_counter()
-        figures = gate_figures(checkpoint, cases, args.threshold, oracle=args.oracle)
+        figures = gate_figures(checkpoint, cases, args.threshold, oracle=args.oracle, averaged=not args.last_weights)
         figures = {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
-        print(json.dumps({"checkpoint": checkpoint, "cases": len(cases), "threshold": args.threshold, **figures,
+        print(json.dumps({"checkpoint": checkpoint, "weights": "last" if args.last_weights else "averaged", "cases": len(cases), "threshold": args.threshold, **figures,
                           "seconds": round(time.perf_counter() - start, 1)}), flush=True)
 
 

@@ -10,6 +10,8 @@ resuming knows what must be there), `elapsed_s` (training time spent on the budg
 so that inference reproduces the training preprocessing), `intensity_stats` (mean and std of the
 training slices' normalised foreground, for synthesis to flag unlike inputs) and `history` (the
 per-epoch loss rows).
+A run trained with `train.ema_decay` also holds `generator_ema` (the weights' moving average), which
+synthesis uses instead of `generator`.
 Inference needs only `generator`, `config` (whose `method` says which network to build) and `preprocess`.
 Checkpoint reading lives here, below training, because synthesis and evaluation read checkpoints too.
 """
@@ -168,11 +170,14 @@ def _load_weights(module: nn.Module, state: dict[str, Any], path: Path, name: st
         raise UserError(f"{path}: {name} weights do not fit the network its config describes ({first}).") from None
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig, dict[str, Any]]:
+def load_generator(path: str | Path, device: str | torch.device = "cpu",
+                   averaged: bool = True) -> tuple[nn.Module, RunConfig, dict[str, Any]]:
     """The trained generator (the synthesis network of the run's method) in eval mode on ``device``,
     its RunConfig and the preprocessing config dict.
 
-    ``path``: a checkpoint file or a training run folder.
+    ``path``: a checkpoint file or a training run folder. ``averaged``: a run trained with
+    ``train.ema_decay`` synthesises with its weights' moving average (`generator_ema`); False loads
+    the last weights instead (to compare the two).
     """
     from pseudohealthy.methods import build_synthesis_generator
 
@@ -183,7 +188,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         generator = build_synthesis_generator(run_config)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
-    _load_weights(generator, payload["generator"], path, "generator")
+    key = "generator_ema" if averaged and "generator_ema" in payload else "generator"
+    _load_weights(generator, payload[key], path, "generator")
     return generator.to(device).eval(), run_config, dict(payload["preprocess"])
 
 

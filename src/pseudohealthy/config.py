@@ -98,6 +98,7 @@ class TrainConfig:
     gate_weight: float = 0.0  # BCE of a gated generator's gate against the lesion mask (model.gen_gate)
     gate_dice: bool = False  # add a soft Dice term to the gate's loss (confident, whole-lesion gates)
     gate_small_lesion_area: float = 0.0  # > 0: lesion sections under this many pixels get BCE weight area/size (losses/gate.py)
+    ema_decay: float = 0.0  # > 0: synthesis uses an exponential moving average of G's weights with this decay per step (0 = the last weights)
     gate_fine_every: int = 0  # > 0 (gen_gate_scale > 1): every this-many-th step the gate runs at full resolution on the crop's centre half
     crop_size: int | None = None  # train on seeded random crops of this size (native resolution); None: whole slices
     lesion_crop_probability: float = 0.7  # a crop is centred near a lesion pixel with this probability

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from pseudohealthy.config import RunConfig
 from pseudohealthy.errors import UserError
@@ -63,6 +64,8 @@ def check_train_options(run_config: RunConfig) -> None:
         raise UserError("train.gate_weight > 0 needs a gated generator (model.gen_gate=true).")
     if m.gen_gate and m.gen_gate_from_masks and t.gate_weight <= 0:
         raise UserError("model.gen_gate_from_masks=true needs train.gate_weight > 0: the masks are then the gate's only teacher.")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise UserError(f"train.ema_decay={t.ema_decay:g} must be 0 (off) or a decay per step in (0, 1), for example 0.995.")
     if t.max_minutes is not None and t.max_minutes <= 0:
         raise UserError(f"train.max_minutes={t.max_minutes}: the time budget must be positive (or null for none).")
     if t.epochs < 1 or t.batch_size < 1:
@@ -85,6 +88,12 @@ def gate_at_full_resolution(generator: nn.Module):
         yield
     finally:
         net.scale = scale
+
+
+def averaged_copy(generator: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of ``generator``'s weights and BatchNorm statistics (torch's
+    AveragedModel; the first update copies the weights), updated after every G step."""
+    return AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _set_trainable(net: nn.Module, trainable: bool) -> None:
@@ -126,6 +135,7 @@ class GVSModel:
         self.opt_s = torch.optim.Adam(self.segmentor.parameters(), lr=t.lr, betas=tuple(t.betas))
         self.sched_g = poly_scheduler(self.opt_g, t.epochs, t.poly_power)
         self.sched_s = poly_scheduler(self.opt_s, t.epochs, t.poly_power)
+        self.generator_ema = averaged_copy(unwrap(self.generator), t.ema_decay) if t.ema_decay > 0 else None
         self.x_p: torch.Tensor | None = None
         self.g_input: torch.Tensor | None = None  # what G sees: x_p, or x_p and its mirror image
         self.steps_done = 0  # iterations so far (train.gate_fine_every counts them; kept in the checkpoint)
@@ -207,6 +217,8 @@ class GVSModel:
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
+        if self.generator_ema is not None:
+            self.generator_ema.update_parameters(unwrap(self.generator))
         _set_trainable(self.segmentor, True)
         self.segmentor.train()
         return {"loss_g": loss.detach(), "loss_adv": adversarial.detach(), "loss_res": residual.detach(),
@@ -280,7 +292,11 @@ class GVSModel:
     # -- inference, schedule, state ------------------------------------------------------------
     def synthesize(self, x: torch.Tensor) -> torch.Tensor:
         """`x_s = G(x)` in eval mode without gradient: `(B, 1, H, W)` -> `(B, 1, H, W)` float32 on x's device."""
-        return eval_forward(unwrap(self.generator), x, self.device, self.amp)
+        return eval_forward(self.synthesis_generator(), x, self.device, self.amp)
+
+    def synthesis_generator(self) -> nn.Module:
+        """The network synthesis uses: the weights' moving average under ``train.ema_decay``, else G itself."""
+        return self.generator_ema.module if self.generator_ema is not None else unwrap(self.generator)
 
     def step_schedulers(self) -> None:
         """Apply the poly decay after an epoch."""
@@ -322,6 +338,8 @@ class GVSModel:
             "sched_g": self.sched_g.state_dict(),
             "sched_s": self.sched_s.state_dict(),
             "steps_done": self.steps_done,
+            **({"generator_ema": self.generator_ema.module.state_dict(),
+                "ema_updates": int(self.generator_ema.n_averaged)} if self.generator_ema is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -332,3 +350,6 @@ class GVSModel:
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_s.load_state_dict(state["sched_s"])
         self.steps_done = int(state.get("steps_done", 0))  # checkpoints before session 11 have none
+        if self.generator_ema is not None:
+            self.generator_ema.module.load_state_dict(state["generator_ema"])
+            self.generator_ema.n_averaged.fill_(int(state["ema_updates"]))
