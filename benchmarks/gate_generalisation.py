@@ -129,7 +129,8 @@ def main() -> None:
         start = time.perf_counter()
         figures = gate_figures(checkpoint, cases, args.threshold, oracle=args.oracle, averaged=not args.last_weights)
         figures = {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
-        print(json.dumps({"checkpoint": checkpoint, "weights": "last" if args.last_weights else "averaged", "cases": len(cases), "threshold": args.threshold, **figures,
+        print(json.dumps({"checkpoint": checkpoint, "weights": "last" if args.last_weights else "averaged",
+                          "cases": len(cases), "threshold": args.threshold, **figures,
                           "seconds": round(time.perf_counter() - start, 1)}), flush=True)
 
 
