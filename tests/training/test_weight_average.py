@@ -83,3 +83,11 @@ def test_a_run_trained_with_an_average_synthesises_with_it(tiny_cache, tmp_path)
 def test_a_decay_outside_zero_to_one_is_refused_with_one_sentence(decay):
     with pytest.raises(UserError, match="train.ema_decay"):
         _model(f"train.ema_decay={decay}")
+
+
+def test_a_baseline_method_refuses_the_average_it_would_ignore():
+    from pseudohealthy.methods import check_run_config
+
+    config = resolve_run_config(preset="tiny", overrides=["method=vagan", "train.ema_decay=0.99"])
+    with pytest.raises(UserError, match="train.ema_decay"):
+        check_run_config(config)

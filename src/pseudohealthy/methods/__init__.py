@@ -76,6 +76,9 @@ def check_run_config(run_config: RunConfig) -> None:
     if t.augment_scale < 0 or t.augment_elastic < 0:
         raise UserError(f"train.augment_scale ({t.augment_scale}) and train.augment_elastic ({t.augment_elastic}) must be "
                         "0 (off) or positive.")
+    if t.ema_decay and run_config.method != "gvs":
+        raise UserError(f"train.ema_decay={t.ema_decay:g} averages GVS's generator only; method {run_config.method} "
+                        "does not use it (leave it at 0).")
     method_class(run_config.method).check_options(run_config)
 
 
