@@ -20,9 +20,12 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", help="auto | cpu | cuda"),
         batch_size: int = typer.Option(16, help="Slices per generator forward."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder's contents."),
+        adapt_steps: int = typer.Option(None, "--adapt-steps", help="Steps the gate first trains on each volume, with lesions "
+                                        "pasted into its tissue (default: the checkpoint's model.gen_gate_adapt_steps; 0: off)."),
     ) -> None:
         """Synthesise pseudo-healthy volumes (input geometry, header and units kept); no mask needed."""
         from pseudohealthy.inference.synthesize import run_synthesis
 
-        written = run_synthesis(checkpoint, input, output, device=device, overwrite=overwrite, batch_size=batch_size)
+        written = run_synthesis(checkpoint, input, output, device=device, overwrite=overwrite, batch_size=batch_size,
+                                adapt_steps=adapt_steps)
         typer.echo(f"wrote {len(written)} pseudo-healthy volume(s) to {output}")

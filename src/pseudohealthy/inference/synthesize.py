@@ -99,11 +99,22 @@ def synthesize_volume(
     device: torch.device,
     case_id: str | None = None,
     batch_size: int = 16,
+    progress: bool = False,
 ) -> SynthesisResult:
-    """Synthesise the pseudo-healthy version of one 3D volume (any orientation, input units)."""
+    """Synthesise the pseudo-healthy version of one 3D volume (any orientation, input units). A gated
+    generator with ``adapt_steps`` (``model.gen_gate_adapt_steps``) first adapts a copy of its gate to
+    this volume (inference/adapt.py); the generator passed in is left unchanged."""
     region = region_for_inference(image.data, cfg)
     prepared = prepare_volume(image.data, cfg, region=region)
     active = prepared.region.any(axis=(1, 2)) if prepared.region is not None else None
+    if getattr(generator, "adapt_steps", 0) > 0:
+        from pseudohealthy.data.online_lesions import organ_of_source
+        from pseudohealthy.inference.adapt import AdaptSettings, adapt_gate
+
+        settings = AdaptSettings(steps=generator.adapt_steps)
+        generator = adapt_gate(generator, prepared.slices, prepared.region, prepared.scale, prepared.offset,
+                               organ_of_source(cfg.source), settings, device, progress=progress,
+                               label=f"adapt {case_id or image.path.name}")
     output = generate_slices(generator, prepared.slices, device, batch_size, active)
     residual_norm = prepared.slices - output
     # Background stays background: no change outside the region, at working size...
@@ -195,6 +206,17 @@ def open_generator(checkpoint: Path, device: str = "auto") -> tuple[torch.nn.Mod
     return generator, from_dict(PreprocessConfig, preprocess, f"{checkpoint} preprocessing config"), torch_device
 
 
+def set_adapt_steps(generator: torch.nn.Module, steps: int, checkpoint: Path) -> None:
+    """Set how many steps a gated generator adapts to each volume, or refuse in one sentence."""
+    if steps < 0:
+        raise UserError(f"--adapt-steps {steps}: give 0 (off) or a positive number of steps.")
+    if steps and not hasattr(generator, "adapt_steps"):
+        raise UserError(f"{checkpoint}: --adapt-steps needs a gated U-Net generator (the hybrid recipe, model.gen_arch=unet); "
+                        "this checkpoint's generator has no gate to adapt.")
+    if hasattr(generator, "adapt_steps"):
+        generator.adapt_steps = int(steps)
+
+
 def run_synthesis(
     checkpoint: Path,
     input_path: Path | list[tuple[str, Path]],
@@ -203,16 +225,20 @@ def run_synthesis(
     overwrite: bool = False,
     progress: bool = True,
     batch_size: int = 16,
+    adapt_steps: int | None = None,
 ) -> list[Path]:
     """Synthesise every volume under ``input_path`` and write ``<case>.nii.gz``, ``<case>_residual.nii.gz``,
     ``<case>.png`` into ``output``; returns the synthetic volumes' paths. ``input_path`` may also be a
-    list of ``(case_id, image path)``."""
+    list of ``(case_id, image path)``. ``adapt_steps`` replaces the checkpoint's
+    ``model.gen_gate_adapt_steps`` (None keeps it; 0 switches the adaptation off)."""
     from tqdm.auto import tqdm
 
     from pseudohealthy.errors import refuse_existing_output
     from pseudohealthy.checkpoints import read_checkpoint
 
     generator, cfg, torch_device = open_generator(checkpoint, device)
+    if adapt_steps is not None:
+        set_adapt_steps(generator, adapt_steps, checkpoint)
     stats = read_checkpoint(checkpoint).get("intensity_stats")
     inputs = list(input_path) if isinstance(input_path, list) else list_inputs(Path(input_path), cfg)
     refuse_existing_output(output, overwrite)
@@ -222,7 +248,7 @@ def run_synthesis(
     for case_id, image_path in bar:
         bar.set_postfix_str(case_id)
         image = load_nifti(image_path, "image")
-        result = synthesize_volume(generator, image, cfg, torch_device, case_id, batch_size)
+        result = synthesize_volume(generator, image, cfg, torch_device, case_id, batch_size, progress=progress)
         warning = intensity_warning(result, stats)
         if warning:
             log.warning(warning)

@@ -81,6 +81,9 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
         if cfg.gen_gate_context < 0 or (cfg.gen_gate_context and (cfg.gen_gate_mirror or cfg.gen_gate_shuffle)):
             raise UserError(f"model.gen_gate_context={cfg.gen_gate_context} must be 0 (the slice alone) or a positive number "
                             "of neighbouring slices, and does not combine with model.gen_gate_mirror or model.gen_gate_shuffle.")
+        if cfg.gen_gate_adapt_steps < 0 or (cfg.gen_gate_adapt_steps and cfg.slice_layout != "canonical"):
+            raise UserError(f"model.gen_gate_adapt_steps={cfg.gen_gate_adapt_steps} must be 0 (off) or a positive number of "
+                            "steps, and adapting the gate needs canonical slices (model.slice_layout=canonical).")
         from pseudohealthy.models.segmentor import UNet
 
         learned_fill = None
@@ -105,13 +108,16 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
                                                      second_look=cfg.gen_gate_second_look,
                                                      second_look_area=cfg.gen_gate_second_look_area,
                                                      mirror=cfg.gen_gate_mirror, context=cfg.gen_gate_context,
-                                                     learned_fill=learned_fill),
+                                                     learned_fill=learned_fill, adapt_steps=cfg.gen_gate_adapt_steps),
                            cfg.slice_layout)
     if cfg.gen_fill_net:
         raise UserError("model.gen_fill_net: the learned fill belongs to the gated U-Net generator (model.gen_arch=unet).")
     if cfg.gen_gate_context:
         raise UserError(f"model.gen_gate_context={cfg.gen_gate_context}: neighbouring slices are seen by the gated U-Net "
                         "generator only (model.gen_arch=unet).")
+    if cfg.gen_gate_adapt_steps:
+        raise UserError(f"model.gen_gate_adapt_steps={cfg.gen_gate_adapt_steps}: adapting the gate to each volume needs the "
+                        "gated U-Net generator (model.gen_arch=unet).")
     net = ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings,
                           norm=cfg.gen_norm, zero_init=cfg.gen_zero_init and output in ("residual", "additive"),
                           gate=cfg.gen_gate and output == "residual", in_channels=in_channels, output=output, out_channels=1,

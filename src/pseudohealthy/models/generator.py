@@ -226,7 +226,7 @@ class GatedUNetGenerator(nn.Module):
     def __init__(self, unet: nn.Module, fill: bool = True, hard: bool = False, refine: bool = True, scale: int = 1,
                  gate_from_masks: bool = False, shuffle: bool = False, second_look: float = 0.0,
                  second_look_area: int = 400, mirror: bool = False, context: int = 0,
-                 learned_fill: nn.Module | None = None) -> None:
+                 learned_fill: nn.Module | None = None, adapt_steps: int = 0) -> None:
         super().__init__()
         if learned_fill is not None and not fill:
             raise ValueError("a learned fill corrects the gate's fill: it needs fill=True")
@@ -245,6 +245,7 @@ class GatedUNetGenerator(nn.Module):
         self.second_look_area = int(second_look_area)
         self.mirror = bool(mirror)
         self.context = int(context)
+        self.adapt_steps = int(adapt_steps)  # read by synthesis (inference/adapt.py), not by forward
         # pixel_shuffle reads output channel c from the net's channels c * scale**2 ..: the first
         # scale**2 are the correction's
         zero_correction(unet.head, self.scale ** 2 if self.shuffle else 1)

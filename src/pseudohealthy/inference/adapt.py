@@ -1,0 +1,158 @@
+"""Test-time adaptation of a gated generator's gate to the one volume it is about to synthesise
+(``model.gen_gate_adapt_steps``; ``synthesize --adapt-steps``).
+
+Why: a gate trained on a few subjects opens, on an anatomy it has never seen, on structures that
+look unlike anything in its training set (a ventricle pressed by a tumour, CSF at the brain's edge,
+the small brain cap of a top slice): confident false positives, filled over, that cost normal tissue
+(docs/quality.md, session 15). The volume to be synthesised is itself the best sample of its own
+anatomy. So, before synthesising it, a copy of the gate trains for a few steps on crops of this very
+volume, with fresh synthetic lesions pasted into its tissue (the training's online lesions,
+:func:`pseudohealthy.data.online_lesions.paste_lesions`) as the only positives:
+
+- where the trained gate opens on the volume at first (its lesions, or false positives: nobody
+  knows which), grown by :data:`IGNORE_DILATION` pixels, the loss is silent, so the volume's own
+  lesions are never taught as normal tissue, and no lesion is pasted there;
+- everywhere else the volume is taught as normal tissue, and the pasted lesions as lesions.
+
+What the copy learns about this anatomy carries over to the silent parts: a false positive on a
+ventricle closes because the rest of that ventricle was taught as normal, while a lesion, unlike
+any normal tissue of the volume, stays open. BatchNorm runs in training mode, so its statistics also
+move to this volume's. No lesion mask is used: the only input is the image. The loss is the
+training's gate loss (BCE + soft Dice, losses/gate.py), over the pixels that are not silent.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from pseudohealthy.data.online_lesions import paste_lesions
+from pseudohealthy.device import autocast
+
+IGNORE_DILATION = 2  # pixels the initially open gate is grown by before the loss goes silent there
+MIN_TISSUE = 0.02  # slices with less than this share of tissue pixels are not drawn for crops
+
+
+@dataclass
+class AdaptSettings:
+    """How the gate adapts to one volume. ``steps`` 0 switches adaptation off. The learning rate is a
+    tenth of the recipe's (a copy that is fine-tuned, not trained: at the recipe's 1e-3 a hundred steps
+    on one volume forget what the gate knew); ``crop`` is the training crop size (the whole slice when
+    the slices are smaller); ``max_lesions`` pasted per crop, as in training."""
+
+    steps: int = 0
+    lr: float = 1e-4
+    batch_size: int = 8
+    crop: int = 128
+    max_lesions: int = 2
+    seed: int = 0
+
+
+def gate_open(generator: nn.Module, slices: np.ndarray, region: np.ndarray, device: torch.device,
+              batch_size: int = 16) -> np.ndarray:
+    """Where ``generator``'s gate opens on a volume's ``(Z, H, W)`` slices (bool, inside ``region``),
+    as synthesis runs it (eval mode, second look included)."""
+    from pseudohealthy.inference.synthesize import with_neighbours
+
+    opened = np.zeros(slices.shape, dtype=bool)
+    context = int(getattr(generator, "context", 0))
+    todo = np.flatnonzero(region.any(axis=(1, 2)))
+    was_training = generator.training
+    generator.eval()
+    with torch.no_grad():
+        for start in range(0, len(todo), batch_size):
+            picks = todo[start:start + batch_size]
+            x = torch.from_numpy(with_neighbours(slices, picks, context)).to(device)
+            with autocast(device):
+                _, logit = generator(x, return_gate=True)
+            opened[picks] = (logit.float()[:, 0] > 0).cpu().numpy()
+    generator.train(was_training)
+    return opened & region
+
+
+def _crop_batch(rng: np.random.Generator, slices: np.ndarray, region: np.ndarray, silent: np.ndarray,
+                scale: np.ndarray, offset: np.ndarray, organ: str, settings: AdaptSettings, context: int,
+                candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(images, targets, weights)``: ``(B, 1 + 2 context, c, c)`` crops of the volume around a random
+    tissue pixel, flipped left-right half of the time, with fresh lesions pasted outside ``silent``;
+    the targets are the pasted lesions of the middle slice, the weights 0 where the loss is silent."""
+    from pseudohealthy.inference.synthesize import with_neighbours
+
+    height, width = slices.shape[1:]
+    size_h, size_w = min(settings.crop, height), min(settings.crop, width)
+    images, targets, weights = [], [], []
+    for _ in range(settings.batch_size):
+        z = int(rng.choice(candidates))
+        ys, xs = np.nonzero(region[z])
+        pick = int(rng.integers(len(ys)))
+        top = int(np.clip(ys[pick] - size_h // 2, 0, height - size_h))
+        left = int(np.clip(xs[pick] - size_w // 2, 0, width - size_w))
+        window = (slice(None), slice(top, top + size_h), slice(left, left + size_w))
+        stacks = [with_neighbours(a.astype(np.float32), np.array([z]), context, background=value)[0][window]
+                  for a, value in ((slices, -1.0), (region, 0.0), (silent, 0.0))]
+        if rng.random() < 0.5:
+            stacks = [a[..., ::-1] for a in stacks]
+        image, tissue, quiet = (np.ascontiguousarray(a) for a in stacks)
+        quiet = quiet > 0.5
+        image = image if context else image[0]
+        shape_of = (lambda a: a) if context else (lambda a: a[0])
+        pasted, grown, _ = paste_lesions(rng, image, shape_of(quiet).astype(np.uint8), shape_of(tissue > 0.5),
+                                         float(scale[z]), float(offset[z]), organ, settings.max_lesions)
+        middle = grown[context] if context else grown
+        new = (middle > 0) & ~quiet[context]
+        images.append(pasted if context else pasted[None])
+        targets.append(new[None].astype(np.float32))
+        weights.append((~(quiet[context] & ~new))[None].astype(np.float32))
+    return np.stack(images), np.stack(targets), np.stack(weights)
+
+
+def masked_gate_loss(logit: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The gate loss of training (BCE + soft Dice, losses/gate.py) over the pixels of weight 1 only."""
+    bce = nn.functional.binary_cross_entropy_with_logits(logit, target, reduction="none")
+    bce = (bce * weight).sum() / weight.sum().clamp(min=1.0)
+    gate = torch.sigmoid(logit) * weight
+    dice = 1.0 - (2.0 * (gate * target).sum() + 1.0) / (gate.sum() + (target * weight).sum() + 1.0)
+    return bce + dice
+
+
+def adapt_gate(generator: nn.Module, slices: np.ndarray, region: np.ndarray, scale: np.ndarray, offset: np.ndarray,
+               organ: str, settings: AdaptSettings, device: torch.device, progress: bool = False,
+               label: str = "adapt") -> nn.Module:
+    """A copy of the gated ``generator`` whose gate has trained ``settings.steps`` steps on this volume
+    (module docstring); ``generator`` itself is left as it was. ``slices`` ``(Z, H, W)`` in [-1, 1],
+    ``region`` its tissue, ``scale`` / ``offset`` per slice (``normalised = scale * clipped + offset``,
+    data/preprocessing.py), ``organ`` the lesion model (``brain`` or ``liver``)."""
+    from tqdm.auto import tqdm
+
+    adapted = copy.deepcopy(generator)
+    if settings.steps <= 0:
+        return adapted.eval()
+    silent = np.stack([_grow(s, IGNORE_DILATION) for s in gate_open(adapted, slices, region, device)])
+    candidates = np.flatnonzero(region.mean(axis=(1, 2)) >= MIN_TISSUE)
+    if candidates.size == 0:
+        return adapted.eval()
+    rng = np.random.default_rng(settings.seed)
+    context = int(getattr(adapted, "context", 0))
+    optimizer = torch.optim.Adam(adapted.net.parameters(), lr=settings.lr, betas=(0.9, 0.99))
+    adapted.train()
+    bar = tqdm(range(settings.steps), desc=label, unit="step", disable=not progress, leave=False)
+    for _ in bar:
+        images, targets, weights = (torch.from_numpy(a).to(device) for a in _crop_batch(
+            rng, slices, region, silent, scale, offset, organ, settings, context, candidates))
+        with autocast(device):
+            _, logit = adapted.maps(adapted.net_input(images)[1])
+        loss = masked_gate_loss(logit.float(), targets, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return adapted.eval()
+
+
+def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, iterations=pixels) if pixels > 0 and mask.any() else mask

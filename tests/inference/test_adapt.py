@@ -1,0 +1,150 @@
+"""Test-time adaptation of the gate to one volume (inference/adapt.py, model.gen_gate_adapt_steps)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pseudohealthy.config import resolve_run_config
+from pseudohealthy.errors import UserError
+from pseudohealthy.inference.adapt import AdaptSettings, _crop_batch, adapt_gate, masked_gate_loss
+from pseudohealthy.models import build_generator
+
+TINY_HYBRID = ["model.gen_channels=8", "model.gen_blocks=2", "model.seg_base=8", "model.seg_depth=3",
+               "model.seg_max_channels=32", "train.crop_size=16", "train.batch_size=4", "train.device=cpu"]
+
+
+def _volume(seed: int = 0, depth: int = 6, size: int = 48):
+    """A disc of tissue with a brighter ring (a structure) on ``depth`` slices, normalised like a cache."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    radius = np.hypot(yy - size / 2, xx - size / 2)
+    region = np.repeat((radius < size * 0.42)[None], depth, axis=0)
+    slices = np.where(region, -0.3 + 0.05 * rng.standard_normal(region.shape), -1.0).astype(np.float32)
+    slices[:, (radius > size * 0.2) & (radius < size * 0.25)] = 0.4
+    scale = np.full(depth, 2.0 / 1000.0)  # clipped units 0..1000 -> [-1, 1]
+    offset = np.full(depth, -1.0)
+    return slices, region, scale, offset
+
+
+def _generator():
+    return build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID).model)
+
+
+def test_masked_gate_loss_does_not_see_the_silent_pixels():
+    torch.manual_seed(0)
+    logit = torch.randn(2, 1, 8, 8)
+    target = (torch.rand_like(logit) > 0.7).float()
+    weight = (torch.rand_like(logit) > 0.3).float()
+    base = masked_gate_loss(logit, target, weight)
+    changed_silent = torch.where(weight == 0, logit + 5.0, logit)
+    torch.testing.assert_close(masked_gate_loss(changed_silent, target, weight), base)
+    changed_heard = torch.where(weight == 1, logit + 5.0, logit)
+    assert not torch.isclose(masked_gate_loss(changed_heard, target, weight), base)
+
+
+def test_crops_get_lesions_only_outside_the_silent_region_and_the_silent_pixels_weigh_nothing():
+    slices, region, scale, offset = _volume()
+    silent = np.zeros_like(region)
+    silent[:, 10:30, 10:30] = True  # where the gate opened at first
+    rng = np.random.default_rng(0)
+    settings = AdaptSettings(steps=1, batch_size=16, crop=32)
+    candidates = np.arange(len(slices))
+    images, targets, weights = _crop_batch(rng, slices, region, silent, scale, offset, "brain", settings, 0, candidates)
+    assert images.shape == targets.shape == weights.shape == (16, 1, 32, 32)
+    assert targets.sum() > 0  # lesions were pasted
+    # the same crops of the silent mask: weights are 0 exactly on silent pixels (no target lies there)
+    silent_share = 1.0 - weights
+    assert (targets * silent_share).sum() == 0
+    assert 0 < silent_share.sum() < silent_share.size
+    # pixels off the pasted lesions are the volume's own values
+    assert set(np.unique(images[targets == 0].round(4))) <= set(np.unique(slices.round(4)))
+
+
+def test_adaptation_trains_a_copy_replayably_and_leaves_the_generator_alone():
+    slices, region, scale, offset = _volume()
+    generator = _generator().eval()
+    before = {k: v.clone() for k, v in generator.state_dict().items()}
+    settings = AdaptSettings(steps=3, batch_size=4, crop=32, seed=1)
+    first = adapt_gate(generator, slices, region, scale, offset, "brain", settings, torch.device("cpu"))
+    second = adapt_gate(generator, slices, region, scale, offset, "brain", settings, torch.device("cpu"))
+    for key, value in generator.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert not first.training
+    changed = [k for k, v in first.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("net.") for k in changed)
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, second.state_dict()[key]), key
+    off = adapt_gate(generator, slices, region, scale, offset, "brain", AdaptSettings(steps=0), torch.device("cpu"))
+    for key, value in off.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_adaptation_lowers_the_gate_loss_on_fresh_crops_of_the_volume():
+    torch.manual_seed(0)
+    slices, region, scale, offset = _volume(seed=3)
+    generator = _generator().eval()
+    silent = np.zeros_like(region)
+    held_out = _crop_batch(np.random.default_rng(99), slices, region, silent, scale, offset, "brain",
+                           AdaptSettings(batch_size=16, crop=32), 0, np.arange(len(slices)))
+    images, targets, weights = (torch.from_numpy(a) for a in held_out)
+
+    def loss_of(g):
+        g.eval()
+        with torch.no_grad():
+            _, logit = g(images, return_gate=True)
+        return float(masked_gate_loss(logit, targets, weights))
+
+    adapted = adapt_gate(generator, slices, region, scale, offset, "brain",
+                         AdaptSettings(steps=40, lr=3e-3, batch_size=8, crop=32), torch.device("cpu"))
+    assert loss_of(adapted) < 0.8 * loss_of(generator)
+
+
+def test_adapt_steps_are_checked_when_the_model_is_built():
+    with pytest.raises(UserError, match="gen_gate_adapt_steps"):
+        build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_gate_adapt_steps=-1"]).model)
+    with pytest.raises(UserError, match="gated U-Net"):
+        build_generator(resolve_run_config(preset="small", overrides=["model.gen_gate_adapt_steps=5"]).model)
+
+
+@pytest.fixture(scope="module")
+def hybrid_checkpoint(tiny_trained, tmp_path_factory) -> Path:
+    """Two steps of the tiny hybrid recipe on the tiny cache, adapting 2 steps to each volume."""
+    from pseudohealthy.training.loop import train
+
+    torch.set_num_threads(1)
+    cfg = resolve_run_config(preset="hybrid", data=str(tiny_trained["cache"]), overrides=TINY_HYBRID + [
+        "train.epochs=1", "train.max_steps_per_epoch=2", "train.max_minutes=null", "model.gen_gate_adapt_steps=2"])
+    return Path(train(cfg, tmp_path_factory.mktemp("hybrid") / "run", progress=False))
+
+
+def test_synthesis_adapts_each_volume_with_the_checkpoints_steps_or_the_command_lines(cli, tiny_trained, hybrid_checkpoint,
+                                                                                       tmp_path, monkeypatch):
+    import pseudohealthy.inference.adapt as adapt
+
+    calls = []
+    original = adapt.adapt_gate
+
+    def counting(*args, **kwargs):
+        calls.append(args[6].steps)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(adapt, "adapt_gate", counting)
+    case = tiny_trained["raw"] / "Case001" / "Case001_t2.nii.gz"
+    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "a"])
+    assert result.exit_code == 0, result.output
+    assert calls == [2] and list((tmp_path / "a").glob("Case001*.nii.gz"))
+    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "b", "--adapt-steps", "0"])
+    assert result.exit_code == 0, result.output
+    assert calls == [2]  # switched off: no adaptation
+    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "c", "--adapt-steps", "-3"])
+    assert result.exit_code != 0 and "--adapt-steps -3" in result.output
+
+
+def test_adapt_steps_on_a_generator_without_a_gate_is_refused_in_one_sentence(cli, tiny_trained, tmp_path):
+    case = tiny_trained["raw"] / "Case001" / "Case001_t2.nii.gz"
+    result = cli(["synthesize", "-c", tiny_trained["checkpoint"], "-i", case, "-o", tmp_path / "o", "--adapt-steps", "5"])
+    assert result.exit_code != 0
+    assert "no gate to adapt" in result.output and "Traceback" not in result.output
