@@ -62,7 +62,7 @@ class ModelConfig:
     gen_gate_second_look: float = 0.0  # gen_gate_scale > 1, at inference: also add small gate parts the U-Net finds at full resolution above this probability (0: off)
     gen_gate_second_look_area: int = 400  # the second look adds only its parts smaller than this many pixels (small lesions; 100 until session 12)
     gen_gate_mirror: bool = False  # gen_arch=unet: the gate also sees the slice's mirror image about its midline (brains: the other hemisphere as reference)
-    gen_gate_adapt_steps: int = 0  # gen_arch=unet, at inference: before synthesising a volume the gate trains this many steps on it, with lesions pasted into its tissue (inference/adapt.py; 0: off)
+    gen_gate_adapt_steps: int = 0  # gen_arch=unet, at inference: before synthesising a volume the gate trains this many steps on it, with lesions pasted into its tissue (inference/adapt.py; 0: off; like the second look, other generators have no gate to adapt)
     gen_gate_context: int = 0  # gen_arch=unet: the gate also sees this many neighbouring slices on each side (2.5-D; 0 = the slice alone)
     gen_fill_net: bool = False  # gen_arch=unet with gate fill: a small inpainting U-Net corrects the fill under the gate (models/learned_fill.py; taught by train.fill_weight)
     fill_net_base: int = 16  # gen_fill_net: first width of its U-Net (at gen_gate_scale)
@@ -178,7 +178,7 @@ _HYBRID_MODEL = {"gen_channels": 32, "gen_blocks": 6, "seg_base": 32, "seg_max_c
                  "gen_norm": "none", "gen_zero_init": True, "gen_gate": True,
                  "gen_arch": "unet", "gen_gate_fill": True, "gen_gate_hard": True, "gen_gate_refine": False,
                  "gen_gate_from_masks": True, "gen_gate_scale": 2, "gen_gate_second_look": 0.9,
-                 "seg_decoder": "halving"}
+                 "seg_decoder": "halving", "gen_gate_adapt_steps": 300}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # hybrid (default): segment and fill. The generator is a U-Net gate (at half resolution,

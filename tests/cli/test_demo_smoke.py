@@ -34,3 +34,17 @@ def test_demo_runs_end_to_end_and_resumes(cli, tmp_path):
     again = cli(base + ["--no-evaluate"])  # the evaluation was checked above; it is the slow part
     assert again.exit_code == 0, again.output
     assert "already in" in again.output and "up to date" in again.output and "resuming" in again.output
+
+
+def test_demo_does_not_adapt_the_gate_unless_told():
+    """The demo's phantoms share the training anatomy (nothing unseen to adapt to) and it has 10 minutes."""
+    from pseudohealthy.config import resolve_run_config
+    from pseudohealthy.demo import DemoConfig, pipeline_config_for
+
+    def steps(overrides):
+        pipeline_cfg = pipeline_config_for(DemoConfig(overrides=overrides))
+        return resolve_run_config(preset=pipeline_cfg.preset, overrides=pipeline_cfg.overrides).model.gen_gate_adapt_steps
+
+    assert resolve_run_config(preset="hybrid").model.gen_gate_adapt_steps == 300  # the recipe's default
+    assert steps([]) == 0
+    assert steps(["model.gen_gate_adapt_steps=50"]) == 50

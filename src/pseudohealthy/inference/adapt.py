@@ -81,17 +81,19 @@ def _crop_batch(rng: np.random.Generator, slices: np.ndarray, region: np.ndarray
     the targets are the pasted lesions of the middle slice, the weights 0 where the loss is silent."""
     from pseudohealthy.inference.synthesize import with_neighbours
 
+    # float32 once (with_neighbours would convert the whole volume for every crop)
+    slices, region, silent = (np.asarray(a, dtype=np.float32) for a in (slices, region, silent))
     height, width = slices.shape[1:]
     size_h, size_w = min(settings.crop, height), min(settings.crop, width)
     images, targets, weights = [], [], []
     for _ in range(settings.batch_size):
         z = int(rng.choice(candidates))
-        ys, xs = np.nonzero(region[z])
+        ys, xs = np.nonzero(region[z] > 0.5)
         pick = int(rng.integers(len(ys)))
         top = int(np.clip(ys[pick] - size_h // 2, 0, height - size_h))
         left = int(np.clip(xs[pick] - size_w // 2, 0, width - size_w))
         window = (slice(None), slice(top, top + size_h), slice(left, left + size_w))
-        stacks = [with_neighbours(a.astype(np.float32), np.array([z]), context, background=value)[0][window]
+        stacks = [with_neighbours(a, np.array([z]), context, background=value)[0][window]
                   for a, value in ((slices, -1.0), (region, 0.0), (silent, 0.0))]
         if rng.random() < 0.5:
             stacks = [a[..., ::-1] for a in stacks]
@@ -130,7 +132,8 @@ def adapt_gate(generator: nn.Module, slices: np.ndarray, region: np.ndarray, sca
     adapted = copy.deepcopy(generator)
     if settings.steps <= 0:
         return adapted.eval()
-    silent = np.stack([_grow(s, IGNORE_DILATION) for s in gate_open(adapted, slices, region, device)])
+    silent = np.stack([_grow(s, IGNORE_DILATION) for s in gate_open(adapted, slices, region, device)]).astype(np.float32)
+    slices, tissue = np.asarray(slices, dtype=np.float32), region.astype(np.float32)
     candidates = np.flatnonzero(region.mean(axis=(1, 2)) >= MIN_TISSUE)
     if candidates.size == 0:
         return adapted.eval()
@@ -141,7 +144,7 @@ def adapt_gate(generator: nn.Module, slices: np.ndarray, region: np.ndarray, sca
     bar = tqdm(range(settings.steps), desc=label, unit="step", disable=not progress, leave=False)
     for _ in bar:
         images, targets, weights = (torch.from_numpy(a).to(device) for a in _crop_batch(
-            rng, slices, region, silent, scale, offset, organ, settings, context, candidates))
+            rng, slices, tissue, silent, scale, offset, organ, settings, context, candidates))
         with autocast(device):
             _, logit = adapted.maps(adapted.net_input(images)[1])
         loss = masked_gate_loss(logit.float(), targets, weights)

@@ -115,9 +115,6 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
     if cfg.gen_gate_context:
         raise UserError(f"model.gen_gate_context={cfg.gen_gate_context}: neighbouring slices are seen by the gated U-Net "
                         "generator only (model.gen_arch=unet).")
-    if cfg.gen_gate_adapt_steps:
-        raise UserError(f"model.gen_gate_adapt_steps={cfg.gen_gate_adapt_steps}: adapting the gate to each volume needs the "
-                        "gated U-Net generator (model.gen_arch=unet).")
     net = ResnetGenerator(channels=cfg.gen_channels, blocks=cfg.gen_blocks, downsamplings=cfg.gen_downsamplings,
                           norm=cfg.gen_norm, zero_init=cfg.gen_zero_init and output in ("residual", "additive"),
                           gate=cfg.gen_gate and output == "residual", in_channels=in_channels, output=output, out_channels=1,
