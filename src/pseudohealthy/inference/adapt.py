@@ -31,6 +31,7 @@ from torch import nn
 
 from pseudohealthy.data.online_lesions import paste_lesions
 from pseudohealthy.device import autocast
+from pseudohealthy.losses.gate import gate_loss
 
 IGNORE_DILATION = 2  # pixels the initially open gate is grown by before the loss goes silent there
 MIN_TISSUE = 0.02  # slices with less than this share of tissue pixels are not drawn for crops
@@ -114,11 +115,7 @@ def _crop_batch(rng: np.random.Generator, slices: np.ndarray, region: np.ndarray
 
 def masked_gate_loss(logit: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """The gate loss of training (BCE + soft Dice, losses/gate.py) over the pixels of weight 1 only."""
-    bce = nn.functional.binary_cross_entropy_with_logits(logit, target, reduction="none")
-    bce = (bce * weight).sum() / weight.sum().clamp(min=1.0)
-    gate = torch.sigmoid(logit) * weight
-    dice = 1.0 - (2.0 * (gate * target).sum() + 1.0) / (gate.sum() + (target * weight).sum() + 1.0)
-    return bce + dice
+    return gate_loss(logit, target, dice=True, valid=weight)
 
 
 def adapt_gate(generator: nn.Module, slices: np.ndarray, region: np.ndarray, scale: np.ndarray, offset: np.ndarray,

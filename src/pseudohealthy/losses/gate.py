@@ -27,21 +27,26 @@ def lesion_section_weights(lesion: torch.Tensor, area: float) -> torch.Tensor:
 
 
 def gate_loss(gate_logit: torch.Tensor, lesion: torch.Tensor, dice: bool = False,
-              small_lesion_area: float = 0.0) -> torch.Tensor:
+              small_lesion_area: float = 0.0, valid: torch.Tensor | None = None) -> torch.Tensor:
     """BCE of the gate's logits ``(B, 1, H, W)`` against the lesion mask (every lesion pixel, real or
     inserted); with ``dice``, plus the soft Dice loss ``1 - 2|m y| / (|m| + |y|)`` pooled over the
     batch. BCE alone leaves the gate soft inside large lesions (it is outweighed by the many normal
     pixels); the Dice term rewards covering the whole lesion, so the gate becomes confident there.
     A batch without lesion pixels gets Dice 0 when the gate stays closed (the +1 smoothing).
     ``small_lesion_area`` > 0 weights the BCE of small lesion sections up (:func:`lesion_section_weights`;
-    the weighted mean keeps the loss's scale)."""
-    if small_lesion_area > 0:
-        weight = lesion_section_weights(lesion, small_lesion_area)
-        bce = nn.functional.binary_cross_entropy_with_logits(gate_logit, lesion, reduction="none")
-        loss = (bce * weight).sum() / weight.sum()
-    else:
+    the weighted mean keeps the loss's scale). ``valid`` (0/1, the logits' shape): only its pixels
+    count, in both terms (the test-time adaptation's silent region, inference/adapt.py)."""
+    weight = lesion_section_weights(lesion, small_lesion_area) if small_lesion_area > 0 else None
+    if valid is not None:
+        weight = valid if weight is None else weight * valid
+    if weight is None:
         loss = nn.functional.binary_cross_entropy_with_logits(gate_logit, lesion)
+    else:
+        bce = nn.functional.binary_cross_entropy_with_logits(gate_logit, lesion, reduction="none")
+        loss = (bce * weight).sum() / weight.sum().clamp(min=1.0)
     if dice:
         gate = torch.sigmoid(gate_logit)
+        if valid is not None:
+            gate, lesion = gate * valid, lesion * valid
         loss = loss + 1.0 - (2.0 * (gate * lesion).sum() + 1.0) / (gate.sum() + lesion.sum() + 1.0)
     return loss
