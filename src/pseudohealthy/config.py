@@ -67,6 +67,7 @@ class ModelConfig:
     gen_fill_net: bool = False  # gen_arch=unet with gate fill: a small inpainting U-Net corrects the fill under the gate (models/learned_fill.py; taught by train.fill_weight)
     fill_net_base: int = 16  # gen_fill_net: first width of its U-Net (at gen_gate_scale)
     fill_net_depth: int = 4  # gen_fill_net: downsamplings of its U-Net (fewer: a more local view of the hole's surroundings)
+    fill_net_sees_input: bool = False  # gen_fill_net: the learned fill also sees the slice itself under the hole (what shows through a lesion)
     gen_gate_shuffle: bool = False  # with gen_gate_scale > 1: the shrink is a space-to-depth rearrangement (every pixel kept), the maps come back by depth-to-space
     seg_base: int = 64  # U-Net first level width; doubles per level
     seg_depth: int = 4  # number of max-pool downsamplings
@@ -96,6 +97,7 @@ class TrainConfig:
     adversarial_weight: float = 1.0  # weight of CE(S(G(x_p)), 0) in G's loss; 0 trains no segmentor at all
     supervised_weight: float = 0.0  # L1 to the true healthy image where known (inserted lesions, phantom)
     fill_weight: float = 0.0  # L1 of the learned fill (model.gen_fill_net) to the true healthy image, in the true lesion masks where the truth is known
+    fill_on_gate: bool = False  # fill_weight: the learned fill is also taught where the gate opens on normal tissue (the truth there: the slice)
     gate_weight: float = 0.0  # BCE of a gated generator's gate against the lesion mask (model.gen_gate)
     gate_dice: bool = False  # add a soft Dice term to the gate's loss (confident, whole-lesion gates)
     gate_small_lesion_area: float = 0.0  # > 0: lesion sections under this many pixels get BCE weight area/size (losses/gate.py)

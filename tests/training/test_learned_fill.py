@@ -133,3 +133,72 @@ def test_bad_learned_fill_settings_are_refused_with_one_sentence(truth_cache):
     assert shallow.learned_fill.net.depth == 2
     with pytest.raises(UserError, match="gen_arch=unet"):
         build_generator(resolve_run_config(preset="small", overrides=["model.gen_fill_net=true"]).model)
+
+
+SEES = FILL + ["model.fill_net_sees_input=true"]
+
+
+def test_a_learned_fill_that_sees_the_input_reads_the_lesion_and_still_keeps_pixels_outside_its_hole():
+    """model.fill_net_sees_input: a third channel carries the slice as it came in, so what shows
+    through a lesion can reach the fill (the opposite of the plain learned fill above)."""
+    torch.manual_seed(3)
+    generator = build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + SEES).model)
+    net = generator.learned_fill.eval()
+    assert net.sees_input and next(m for m in net.net.modules() if isinstance(m, torch.nn.Conv2d)).in_channels == 3
+    x = torch.rand(1, 1, 64, 64) * 0.5 - 0.5
+    lesion = torch.zeros_like(x)
+    lesion[..., 26:36, 28:38] = 1.0
+    assert torch.equal(fill_true_hole(x, lesion, net), fill_true_hole(x, lesion, _fill_net()))  # zero start
+    with pytest.raises(ValueError, match="original"):
+        net(x, lesion)
+    with torch.no_grad():
+        net.net.head.weight.normal_(0, 0.5)
+    bright = torch.where(lesion > 0, torch.ones_like(x), x)
+    dark = torch.where(lesion > 0, -0.9 * torch.ones_like(x), x)
+    a, b = fill_true_hole(bright, lesion, net), fill_true_hole(dark, lesion, net)
+    hole = torch.nn.functional.max_pool2d(lesion, 3, stride=1, padding=1)
+    assert not torch.allclose(a[hole > 0], b[hole > 0])
+    assert torch.equal(a[hole == 0], bright[hole == 0]) and torch.equal(b[hole == 0], dark[hole == 0])
+
+
+def test_the_teaching_hole_adds_where_the_gate_opens_only_when_asked():
+    from pseudohealthy.models.generator import teaching_hole
+
+    lesion = torch.zeros(1, 1, 8, 8)
+    lesion[..., 1:3, 1:3] = 1.0
+    logit = torch.full_like(lesion, -4.0)
+    logit[..., 5:7, 4:8] = 2.0
+    assert torch.equal(teaching_hole(lesion, logit, False), lesion)
+    both = teaching_hole(lesion, logit, True)
+    assert both.sum() == 4 + 8 and both[..., 5:7, 4:8].eq(1).all() and both[..., 1:3, 1:3].eq(1).all()
+
+
+@pytest.mark.parametrize("on_gate", [False, True])
+def test_fill_on_gate_teaches_the_learned_fill_where_the_gate_opens_on_normal_tissue(truth_cache, on_gate):
+    """train.fill_on_gate: a batch without any lesion still teaches the learned fill where the gate
+    opens (the truth there is the slice itself); without it, such a batch teaches it nothing."""
+    from pseudohealthy.training.gvs import GVSModel
+
+    torch.manual_seed(4)
+    overrides = TINY_HYBRID + SEES + [f"train.fill_on_gate={str(on_gate).lower()}"]
+    model = GVSModel(resolve_run_config(preset="hybrid", data=str(truth_cache), overrides=overrides))
+    x = torch.rand(2, 1, 32, 32) - 0.5
+    x[..., 12:20, 12:20] = 0.9
+    model.set_input((x, torch.zeros_like(x), torch.ones_like(x), ["c", "c"], torch.zeros(2), x.clone()))
+    model.train_cfg.gate_weight = 1e-12  # (the gate's own loss, made negligible)
+    # the gate opens (by mistake: there is no lesion) where the slice is bright
+    opened = torch.where(x > 0.8, torch.tensor(6.0), torch.tensor(-6.0))
+    model.generator.maps = lambda seen: (torch.zeros_like(opened), opened)
+    before = model.generator.learned_fill.net.head.weight.clone()
+    losses = model.optimize_parameters()
+    taught = not torch.equal(before, model.generator.learned_fill.net.head.weight)
+    assert (losses["loss_sup"] > 0) == on_gate and taught == on_gate
+
+
+def test_bad_fill_input_settings_are_refused_with_one_sentence(truth_cache):
+    from pseudohealthy.training.gvs import GVSModel
+
+    with pytest.raises(UserError, match="gen_fill_net=true"):
+        build_generator(resolve_run_config(preset="hybrid", overrides=["model.fill_net_sees_input=true"]).model)
+    with pytest.raises(UserError, match="fill_weight > 0"):
+        GVSModel(resolve_run_config(preset="hybrid", data=str(truth_cache), overrides=TINY_HYBRID + ["train.fill_on_gate=true"]))

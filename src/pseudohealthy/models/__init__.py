@@ -87,6 +87,8 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
         from pseudohealthy.models.segmentor import UNet
 
         learned_fill = None
+        if cfg.fill_net_sees_input and not cfg.gen_fill_net:
+            raise UserError("model.fill_net_sees_input is a setting of the learned fill: it needs model.gen_fill_net=true.")
         if cfg.gen_fill_net:
             if not cfg.gen_gate_fill or cfg.fill_net_base < 1 or cfg.fill_net_depth < 1:
                 raise UserError(f"model.gen_fill_net corrects the gate's fill: it needs model.gen_gate_fill=true, "
@@ -95,7 +97,8 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
             from pseudohealthy.models.learned_fill import LearnedFill
 
             learned_fill = LearnedFill(UNet(base=cfg.fill_net_base, depth=cfg.fill_net_depth, max_channels=8 * cfg.fill_net_base,
-                                            in_channels=2, classes=1, decoder="halving"), scale=cfg.gen_gate_scale)
+                                            in_channels=3 if cfg.fill_net_sees_input else 2, classes=1, decoder="halving"),
+                                       scale=cfg.gen_gate_scale, sees_input=cfg.fill_net_sees_input)
         # space-to-depth: the scale x scale pixels of each cell are the net's channels, in and out
         cells = cfg.gen_gate_scale ** 2 if cfg.gen_gate_shuffle else 1
         unet = UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels, decoder=cfg.seg_decoder,

@@ -175,8 +175,17 @@ def gated_output(x: torch.Tensor, correction: torch.Tensor, gate_logit: torch.Te
     filled = pyramid_fill(x.float(), trust.float()).to(x.dtype)
     if learned_fill is not None:
         hole = gate.detach()
-        filled = learned_fill(x + hole * (filled - x), hole)
+        filled = learned_fill(x + hole * (filled - x), hole, x)
     return x + gate * (filled + refinement - x)
+
+
+def teaching_hole(lesion: torch.Tensor, gate_logit: torch.Tensor, with_gate: bool) -> torch.Tensor:
+    """The mask the learned fill is taught in (``train.fill_weight``): the true lesion masks, and with
+    ``with_gate`` (``train.fill_on_gate``) also where the gate opens (its undilated hard mask), so that
+    the fill also learns to give back the normal tissue a gate opens on by mistake."""
+    if not with_gate:
+        return lesion
+    return torch.maximum(lesion, (gate_logit.detach() > 0).to(lesion.dtype))
 
 
 def fill_true_hole(x: torch.Tensor, lesion: torch.Tensor, learned_fill: nn.Module) -> torch.Tensor:
@@ -185,7 +194,7 @@ def fill_true_hole(x: torch.Tensor, lesion: torch.Tensor, learned_fill: nn.Modul
     under it trusts every pixel outside the undilated mask, as it trusts a closed soft gate."""
     hole = dilate_one_pixel(lesion)
     filled = pyramid_fill(x.float(), fill_trust(lesion, x).float()).to(x.dtype)
-    return learned_fill(x + hole * (filled - x), hole)
+    return learned_fill(x + hole * (filled - x), hole, x)
 
 
 class GatedUNetGenerator(nn.Module):
@@ -287,11 +296,12 @@ class GatedUNetGenerator(nn.Module):
             return x[:, :1], x
         return x, torch.cat([x, mirror_image(x)], dim=1)
 
-    def forward(self, x: torch.Tensor, return_gate: bool = False,
-                hole: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor, return_gate: bool = False, hole: torch.Tensor | None = None,
+                hole_with_gate: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """``G(x)``; with ``return_gate`` also the gate's logits; with ``hole`` (the true lesion masks
         ``(B, 1, H, W)``, training) also the learned fill of that hole (:func:`fill_true_hole`), computed
-        in this forward so that DistributedDataParallel sees every parameter used."""
+        in this forward so that DistributedDataParallel sees every parameter used; ``hole_with_gate``
+        adds where the gate opens (:func:`teaching_hole`, ``train.fill_on_gate``)."""
         x, seen = self.net_input(x)
         correction, gate_logit = self.maps(seen)
         if self.second_look > 0 and not self.training:
@@ -301,5 +311,5 @@ class GatedUNetGenerator(nn.Module):
         if hole is not None:
             if self.learned_fill is None:
                 raise ValueError("this generator has no learned fill to teach (model.gen_fill_net=false)")
-            return out, gate_logit, fill_true_hole(x, hole, self.learned_fill)
+            return out, gate_logit, fill_true_hole(x, teaching_hole(hole, gate_logit, hole_with_gate), self.learned_fill)
         return (out, gate_logit) if return_gate else out

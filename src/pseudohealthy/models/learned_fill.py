@@ -9,6 +9,9 @@ from the known truth of inserted and pasted lesions (the slice before the lesion
 true lesion mask as its hole (``train.fill_weight``): an inpainting task whose examples are unlimited
 and whose answer is known, independent of how well the gate finds lesions.
 
+With ``model.fill_net_sees_input`` it also sees the slice as it came in (lesion included): with one
+training subject it learned that subject and filled an unseen one worse (docs/quality.md, session 17).
+
 Why not the gate U-Net's second map (``model.gen_gate_refine``): that map sees the lesion, so what it
 adds can carry the lesion's values into the output, and trained together with a soft gate it
 compensated the gate instead of improving the fill (docs/decisions.md).
@@ -27,24 +30,30 @@ from torch import nn
 
 
 class LearnedFill(nn.Module):
-    """``(filled, mask)`` both ``(B, 1, H, W)`` -> ``filled + mask * correction``.
+    """``(filled, mask[, original])`` all ``(B, 1, H, W)`` -> ``filled + mask * correction``.
 
     ``filled``: the slice with the hole filled classically (outside the hole, the slice itself);
-    ``mask`` in [0, 1], 1 in the hole. Pixels where ``mask`` is 0 come back unchanged.
+    ``mask`` in [0, 1], 1 in the hole. Pixels where ``mask`` is 0 come back unchanged. ``sees_input``
+    (``model.fill_net_sees_input``): a third channel, ``original``, is the slice as it came in, lesion
+    included, so the net can carry over what shows through a lesion (the tissue under an edema) and
+    keep what the gate opened on normal tissue (``train.fill_on_gate``).
     """
 
-    def __init__(self, unet: nn.Module, scale: int = 2) -> None:
+    def __init__(self, unet: nn.Module, scale: int = 2, sees_input: bool = False) -> None:
         super().__init__()
         if scale < 1:
             raise ValueError(f"the learned fill's scale must be a positive integer, not {scale}")
         self.net = unet
         self.scale = int(scale)
+        self.sees_input = bool(sees_input)
         with torch.no_grad():
             unet.head.weight.zero_()
             unet.head.bias.zero_()
 
-    def forward(self, filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        seen = torch.cat([filled, mask], dim=1)
+    def forward(self, filled: torch.Tensor, mask: torch.Tensor, original: torch.Tensor | None = None) -> torch.Tensor:
+        if self.sees_input and original is None:
+            raise ValueError("this learned fill sees the slice itself (model.fill_net_sees_input): pass `original`")
+        seen = torch.cat([filled, mask, original] if self.sees_input else [filled, mask], dim=1)
         if self.scale > 1:
             seen = F.interpolate(seen, scale_factor=1.0 / self.scale, mode="area")
         correction = self.net(seen)

@@ -28,7 +28,7 @@ from pseudohealthy.losses import adversarial_ce, difference_aware_ce, residual_m
 from pseudohealthy.losses.gate import gate_loss
 from pseudohealthy.losses.residual import lesion_fill_mse, supervised_l1
 from pseudohealthy.models import build_generator, build_segmentor
-from pseudohealthy.models.generator import dilate_one_pixel
+from pseudohealthy.models.generator import dilate_one_pixel, teaching_hole
 from pseudohealthy.training.checkpoint import unwrap
 from pseudohealthy.training.device import autocast, eval_forward
 from pseudohealthy.training.schedule import poly_scheduler
@@ -57,6 +57,8 @@ def check_train_options(run_config: RunConfig) -> None:
     if t.adversarial_weight == 0 and t.supervised_weight == 0 and not taught_by_masks:
         raise UserError("train.adversarial_weight=0 needs train.supervised_weight > 0 (or a gate taught by the masks, "
                         "model.gen_gate_from_masks=true): otherwise nothing teaches G to heal.")
+    if t.fill_on_gate and t.fill_weight == 0:
+        raise UserError("train.fill_on_gate teaches the learned fill where the gate opens: it needs train.fill_weight > 0.")
     if t.fill_weight < 0 or (t.fill_weight > 0 and not (m.gen_fill_net and m.gen_arch == "unet")):
         raise UserError(f"train.fill_weight={t.fill_weight:g} must be 0 or, to teach a learned fill, positive with "
                         "model.gen_fill_net=true and model.gen_arch=unet.")
@@ -202,7 +204,8 @@ class GVSModel:
         supervised = x_s.new_zeros(())
         if t.fill_weight > 0:
             # the learned fill of the true lesion masks against the truth inside them (losses/residual.py)
-            supervised = supervised_l1(self.true_hole_fill, self.healthy, dilate_one_pixel(self.lesion))[1]
+            taught = teaching_hole(self.lesion, self.gate_logit, t.fill_on_gate)
+            supervised = supervised_l1(self.true_hole_fill, self.healthy, dilate_one_pixel(taught))[1]
             loss = loss + t.fill_weight * supervised
         if t.supervised_weight > 0:
             if self.healthy is None:
@@ -229,7 +232,8 @@ class GVSModel:
         with autocast(self.device, self.amp):
             if self.config.model.gen_gate:
                 # train.fill_weight: the same forward also fills the true lesion masks with the learned fill
-                teach = {"hole": self.lesion} if self.train_cfg.fill_weight > 0 else {}
+                teach = ({"hole": self.lesion, "hole_with_gate": self.train_cfg.fill_on_gate}
+                         if self.train_cfg.fill_weight > 0 else {})
                 out, gate, *taught = self.generator(self.g_input, return_gate=True, **teach)
                 self.gate_logit = gate.float()
                 self.true_hole_fill = taught[0].float() if taught else None
