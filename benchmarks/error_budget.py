@@ -49,12 +49,13 @@ def _fill(kind: str, image: np.ndarray, hole: np.ndarray, tissue: np.ndarray) ->
     return pyramid_fill(torch.from_numpy(image)[None, None], known)[0, 0].numpy()
 
 
-def case_budget(x_p: np.ndarray, x_s: np.ndarray, x_h: np.ndarray, lesion: np.ndarray) -> dict[str, float]:
-    """The figures of the module docstring for one case (volumes ``(X, Y, Z)``, input units)."""
+def case_budget(x_p: np.ndarray, x_s: np.ndarray, x_h: np.ndarray, lesion: np.ndarray,
+                tissue: np.ndarray) -> dict[str, float]:
+    """The figures of the module docstring for one case (volumes ``(X, Y, Z)``, input units; ``tissue``:
+    the organ region the fills take their context from, as ``pseudohealthy fill`` uses it)."""
     from scipy.ndimage import binary_dilation
 
     known = lesion & np.isfinite(x_h)
-    tissue = x_p > 0
     opened = np.abs(x_s - x_p) > 1e-6 * max(float(np.abs(x_p).max()), 1.0)
     before = float(np.abs(x_p - x_h)[known].sum())
     figures = {"missed": float(np.abs(x_p - x_h)[known & ~opened].sum()) / before,
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--outputs", required=True, help="a method's output folder (<case_id>.nii.gz)")
     parser.add_argument("--subject", default=None, help="only the copies of this source case (ids starting with it)")
     args = parser.parse_args()
+    from pseudohealthy.data.case_writer import case_region
     from pseudohealthy.data.nifti_io import load_nifti
     from pseudohealthy.data.sources import detect_source, find_cases, load_case
 
@@ -94,7 +96,8 @@ def main() -> None:
             raise SystemExit(f"{args.data}: case {files_of_case.case_id} has no true healthy volume")
         x_s = load_nifti(output, "method output").data  # canonical voxel order, as the case's volumes
         rows[files_of_case.case_id] = case_budget(np.asarray(case.image.data, np.float32), x_s,
-                                                  np.asarray(case.healthy.data, np.float32), np.asarray(case.lesion, bool))
+                                                  np.asarray(case.healthy.data, np.float32), np.asarray(case.lesion, bool),
+                                                  np.asarray(case_region(case), bool))
         print(json.dumps({"case": files_of_case.case_id, **{k: round(v, 3) for k, v in rows[files_of_case.case_id].items()}}),
               flush=True)
     if not rows:

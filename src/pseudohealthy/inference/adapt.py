@@ -83,7 +83,8 @@ def _crop_batch(rng: np.random.Generator, slices: np.ndarray, region: np.ndarray
     the targets are the pasted lesions of the middle slice, the weights 0 where the loss is silent."""
     from pseudohealthy.inference.synthesize import with_neighbours
 
-    # float32 once (with_neighbours would convert the whole volume for every crop)
+    # with_neighbours would convert a non-float32 volume for every crop; adapt_gate passes float32
+    # arrays, for which these are views, not copies
     slices, region, silent = (np.asarray(a, dtype=np.float32) for a in (slices, region, silent))
     height, width = slices.shape[1:]
     size_h, size_w = min(settings.crop, height), min(settings.crop, width)
