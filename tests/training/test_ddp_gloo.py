@@ -16,8 +16,10 @@ def _train_on_two_ranks(cache: Path, out: Path, hashes: Path, env: dict, *overri
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
            "-m", "pseudohealthy", "train", "--data", str(cache), "--output", str(out), "--preset", "tiny",
            *overrides, "train.device=cpu", "--no-progress"]
-    done = subprocess.run(cmd, env={**env, TEST_HASH_ENV: str(hashes)}, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # faulthandler: should a rank die of a signal, its Python stack is in stderr.
+    done = subprocess.run(cmd, env={**env, TEST_HASH_ENV: str(hashes), "PYTHONFAULTHANDLER": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[:3000] + "\n...\n" + done.stderr[-3000:]
     return done
 
 
@@ -53,3 +55,34 @@ def test_two_gloo_processes_share_one_time_budget(tiny_cache: Path, tmp_path: Pa
     assert "time budget" in (out / "train.log").read_text()
     rank_hashes = [(hashes / f"rank-{r}.txt").read_text().strip() for r in (0, 1)]
     assert rank_hashes[0] == rank_hashes[1]
+
+
+def test_stop_drops_the_ddp_wrappers_before_it_destroys_the_group(tmp_path: Path) -> None:
+    """`distributed.stop` lets the caller release what holds the process group (a DDP wrapper keeps it
+    alive past destroy_process_group) after the barrier and before the group goes, in this process."""
+    import gc
+    import weakref
+
+    import torch.distributed as dist
+    from torch import nn
+
+    from pseudohealthy.training import distributed
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    holder = {"net": nn.parallel.DistributedDataParallel(nn.Linear(2, 2))}
+    alive = weakref.ref(holder["net"])
+    seen_initialized = []
+
+    def release() -> None:
+        seen_initialized.append(dist.is_initialized())
+        holder.clear()
+
+    try:
+        distributed.stop(wait=True, release=release)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    gc.collect()
+    assert seen_initialized == [True]  # released while the group still existed
+    assert alive() is None and not dist.is_initialized()

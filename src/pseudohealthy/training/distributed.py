@@ -13,10 +13,12 @@ every checkpoint hold the same statistics.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -61,17 +63,22 @@ def start(info: DistInfo, device: torch.device) -> None:
         dist.init_process_group("gloo")
 
 
-def stop(wait: bool) -> None:
+def stop(wait: bool, release: Callable[[], None] = lambda: None) -> None:
     """Leave the process group; with ``wait`` (a run that ended normally) once every rank has arrived.
 
     Without the barrier a rank that finishes first (rank 1 has no files to write) tears down its gloo
     pairs while rank 0 still uses them, and gloo may abort the process ("terminate called without an
     active exception"). After an error or an interrupt nobody waits: the other ranks may be gone.
+    ``release`` drops the caller's last references to what holds the group (the DistributedDataParallel
+    wrappers keep it alive past ``destroy_process_group``); it runs before the group is destroyed, so the
+    group's gloo threads are joined now and not during interpreter shutdown, where they can abort.
     """
     if dist.is_available() and dist.is_initialized():
         try:
             if wait:
                 dist.barrier()
+            release()
+            gc.collect()
         finally:
             dist.destroy_process_group()
 

@@ -488,7 +488,12 @@ class GVSTrainer:
             self.log.removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
-        distributed.stop(wait=wait_for_ranks)
+        distributed.stop(wait=wait_for_ranks, release=self._release_networks)
+
+    def _release_networks(self) -> None:
+        """Drop the trainer's references to the (DDP-wrapped) nets and the loader; the run is over."""
+        self.model = None
+        self.loader = None
 
 
 def _sigterm_as_keyboard_interrupt():
