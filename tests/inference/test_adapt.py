@@ -9,7 +9,7 @@ import torch
 
 from pseudohealthy.config import resolve_run_config
 from pseudohealthy.errors import UserError
-from pseudohealthy.inference.adapt import AdaptSettings, _crop_batch, adapt_gate, masked_gate_loss
+from pseudohealthy.inference.adapt import AdaptSettings, _crop_batch, adapt_gate, masked_gate_loss, silent_region
 from pseudohealthy.models import build_generator
 
 TINY_HYBRID = ["model.gen_channels=8", "model.gen_blocks=2", "model.seg_base=8", "model.seg_depth=3",
@@ -31,6 +31,18 @@ def _volume(seed: int = 0, depth: int = 6, size: int = 48):
 
 def _generator():
     return build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID).model)
+
+
+def test_silent_region_reaches_the_neighbouring_slices_then_grows_in_plane_only():
+    opened = np.zeros((7, 9, 9), dtype=bool)
+    opened[3, 4, 4] = True
+    plus = np.zeros((9, 9), dtype=bool)
+    plus[3:6, 4] = plus[4, 3:6] = True  # one 4-connected step
+    silent = silent_region(opened, pixels=1, slices=2)
+    assert [bool(s.any()) for s in silent] == [False, True, True, True, True, True, False]
+    assert all((silent[z] == plus).all() for z in range(1, 6))
+    assert (silent_region(opened, pixels=0, slices=0) == opened).all()
+    assert silent_region(np.zeros_like(opened), pixels=3, slices=2).sum() == 0
 
 
 def test_masked_gate_loss_does_not_see_the_silent_pixels():
@@ -149,3 +161,36 @@ def test_adapt_steps_on_a_generator_without_a_gate_is_refused_in_one_sentence(cl
     result = cli(["synthesize", "-c", tiny_trained["checkpoint"], "-i", case, "-o", tmp_path / "o", "--adapt-steps", "5"])
     assert result.exit_code != 0
     assert "no gate to adapt" in result.output and "Traceback" not in result.output
+
+
+def test_the_silent_margin_of_the_command_line_reaches_the_adaptation_and_is_checked(cli, tiny_trained, hybrid_checkpoint,
+                                                                                    tmp_path, monkeypatch):
+    import pseudohealthy.inference.adapt as adapt
+
+    margins, regions = [], []
+    original_gate, original_silent = adapt.adapt_gate, adapt.silent_region
+
+    def recording_gate(*args, **kwargs):
+        margins.append((args[6].silent_pixels, args[6].silent_slices))
+        return original_gate(*args, **kwargs)
+
+    def recording_silent(opened, pixels, slices):
+        regions.append((pixels, slices))
+        return original_silent(opened, pixels, slices)
+
+    monkeypatch.setattr(adapt, "adapt_gate", recording_gate)
+    monkeypatch.setattr(adapt, "silent_region", recording_silent)
+    case = tiny_trained["raw"] / "Case001" / "Case001_t2.nii.gz"
+    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "a"])
+    assert result.exit_code == 0, result.output
+    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "b", "--adapt-silent-slices", "2"])
+    assert result.exit_code == 0, result.output
+    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "c", "--adapt-silent-pixels", "5",
+                  "--adapt-silent-slices", "1"])
+    assert result.exit_code == 0, result.output
+    assert margins == regions == [(2, 0), (2, 2), (5, 1)]
+    bad = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "d", "--adapt-silent-pixels", "-1"])
+    assert bad.exit_code != 0 and "--adapt-silent-pixels -1" in bad.output and "Traceback" not in bad.output
+    off = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "e", "--adapt-steps", "0",
+               "--adapt-silent-slices", "2"])
+    assert off.exit_code != 0 and "adaptation, which is off" in off.output and not (tmp_path / "e").exists()

@@ -22,10 +22,15 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder's contents."),
         adapt_steps: int = typer.Option(None, "--adapt-steps", help="Steps the gate first trains on each volume, with lesions "
                                         "pasted into its tissue (default: the checkpoint's model.gen_gate_adapt_steps; 0: off)."),
+        adapt_silent_pixels: int = typer.Option(None, "--adapt-silent-pixels", help="While adapting, the loss is silent where "
+                                                "the gate first opens, grown by this many pixels (default 2)."),
+        adapt_silent_slices: int = typer.Option(None, "--adapt-silent-slices", help="...and carried to this many slices above "
+                                                "and below (default 0; 2 with 5 pixels: more lesion found, less normal tissue kept, "
+                                                "docs/quality.md)."),
     ) -> None:
         """Synthesise pseudo-healthy volumes (input geometry, header and units kept); no mask needed."""
         from pseudohealthy.inference.synthesize import run_synthesis
 
         written = run_synthesis(checkpoint, input, output, device=device, overwrite=overwrite, batch_size=batch_size,
-                                adapt_steps=adapt_steps)
+                                adapt_steps=adapt_steps, adapt_silent=(adapt_silent_pixels, adapt_silent_slices))
         typer.echo(f"wrote {len(written)} pseudo-healthy volume(s) to {output}")

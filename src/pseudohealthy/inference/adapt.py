@@ -10,7 +10,7 @@ volume, with fresh synthetic lesions pasted into its tissue (the training's onli
 :func:`pseudohealthy.data.online_lesions.paste_lesions`) as the only positives:
 
 - where the trained gate opens on the volume at first (its lesions, or false positives: nobody
-  knows which), grown by :data:`IGNORE_DILATION` pixels, the loss is silent, so the volume's own
+  knows which), grown by :data:`IGNORE_DILATION` pixels (and :data:`IGNORE_SLICES` slices), the loss is silent, so the volume's own
   lesions are never taught as normal tissue, and no lesion is pasted there;
 - everywhere else the volume is taught as normal tissue, and the pasted lesions as lesions.
 
@@ -33,7 +33,8 @@ from pseudohealthy.data.online_lesions import paste_lesions
 from pseudohealthy.device import autocast
 from pseudohealthy.losses.gate import gate_loss
 
-IGNORE_DILATION = 2  # pixels the initially open gate is grown by before the loss goes silent there
+IGNORE_DILATION = 2  # pixels the initially open gate is grown by (in-plane) before the loss goes silent there
+IGNORE_SLICES = 0  # ...and slices (up and down): a lesion found in one slice goes on in its neighbours
 MIN_TISSUE = 0.02  # slices with less than this share of tissue pixels are not drawn for crops
 
 
@@ -43,7 +44,10 @@ class AdaptSettings:
     tenth of the recipe's (a trained gate fine-tuned: measured at 100 steps, 3e-4 opened it on more
     normal tissue than 1e-4, 29.0 against 31.0 dB; docs/quality.md, session 16); ``crop`` is the
     hybrid recipe's training crop (the whole slice when the slices are smaller); ``max_lesions``
-    pasted per crop, as in training."""
+    pasted per crop, as in training; ``silent_pixels`` / ``silent_slices``: how far the silent region
+    reaches beyond the gate's first opening (:func:`silent_region`; wider keeps more of a half-found
+    lesion from being taught as normal tissue, and leaves more false positives open: measured in
+    docs/quality.md, session 18)."""
 
     steps: int = 0
     lr: float = 1e-4
@@ -51,6 +55,8 @@ class AdaptSettings:
     crop: int = 128
     max_lesions: int = 2
     seed: int = 0
+    silent_pixels: int = IGNORE_DILATION
+    silent_slices: int = IGNORE_SLICES
 
 
 def gate_open(generator: nn.Module, slices: np.ndarray, region: np.ndarray, device: torch.device,
@@ -131,7 +137,7 @@ def adapt_gate(generator: nn.Module, slices: np.ndarray, region: np.ndarray, sca
     adapted = copy.deepcopy(generator)
     if settings.steps <= 0:
         return adapted.eval()
-    silent = np.stack([_grow(s, IGNORE_DILATION) for s in gate_open(adapted, slices, region, device)]).astype(np.float32)
+    silent = silent_region(gate_open(adapted, slices, region, device), settings.silent_pixels, settings.silent_slices).astype(np.float32)
     slices, tissue = np.asarray(slices, dtype=np.float32), region.astype(np.float32)
     candidates = np.flatnonzero(region.mean(axis=(1, 2)) >= MIN_TISSUE)
     if candidates.size == 0:
@@ -154,7 +160,17 @@ def adapt_gate(generator: nn.Module, slices: np.ndarray, region: np.ndarray, sca
     return adapted.eval()
 
 
-def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
+def silent_region(opened: np.ndarray, pixels: int, slices: int) -> np.ndarray:
+    """Where the adaptation's loss is silent: the gate's first opening ``(Z, H, W)`` carried to the
+    ``slices`` slices above and below, then grown by ``pixels`` in-plane (4-connected steps)."""
     from scipy import ndimage
 
-    return ndimage.binary_dilation(mask, iterations=pixels) if pixels > 0 and mask.any() else mask
+    out = np.asarray(opened, dtype=bool).copy()
+    for shift in range(1, slices + 1):
+        out[shift:] |= opened[:-shift]
+        out[:-shift] |= opened[shift:]
+    if pixels <= 0 or not out.any():
+        return out
+    in_plane = ndimage.generate_binary_structure(3, 1)
+    in_plane[0] = in_plane[2] = False
+    return ndimage.binary_dilation(out, in_plane, iterations=pixels)

@@ -100,10 +100,12 @@ def synthesize_volume(
     case_id: str | None = None,
     batch_size: int = 16,
     progress: bool = False,
+    adapt_silent: tuple[int, int] | None = None,
 ) -> SynthesisResult:
     """Synthesise the pseudo-healthy version of one 3D volume (any orientation, input units). A gated
     generator with ``adapt_steps`` (``model.gen_gate_adapt_steps``) first adapts a copy of its gate to
-    this volume (inference/adapt.py); the generator passed in is left unchanged."""
+    this volume (inference/adapt.py), with ``adapt_silent`` = ``(pixels, slices)`` as its silent margin
+    (None: :class:`AdaptSettings`'s); the generator passed in is left unchanged."""
     region = region_for_inference(image.data, cfg)
     prepared = prepare_volume(image.data, cfg, region=region)
     active = prepared.region.any(axis=(1, 2)) if prepared.region is not None else None
@@ -112,6 +114,8 @@ def synthesize_volume(
         from pseudohealthy.inference.adapt import AdaptSettings, adapt_gate
 
         settings = AdaptSettings(steps=generator.adapt_steps)
+        if adapt_silent is not None:
+            settings.silent_pixels, settings.silent_slices = adapt_silent
         generator = adapt_gate(generator, prepared.slices, prepared.region, prepared.scale, prepared.offset,
                                organ_of_source(cfg.source), settings, device, progress=progress,
                                label=f"adapt {case_id or image.path.name}")
@@ -217,6 +221,25 @@ def set_adapt_steps(generator: torch.nn.Module, steps: int, checkpoint: Path) ->
         generator.adapt_steps = int(steps)
 
 
+def adapt_silent_margin(generator: torch.nn.Module, given: tuple[int | None, int | None],
+                        checkpoint: Path) -> tuple[int, int] | None:
+    """The adaptation's silent margin ``(pixels, slices)`` from ``--adapt-silent-pixels`` /
+    ``--adapt-silent-slices`` (None where neither is given), or a one-sentence refusal."""
+    from pseudohealthy.inference.adapt import AdaptSettings
+
+    if given == (None, None):
+        return None
+    for value, flag in zip(given, ("--adapt-silent-pixels", "--adapt-silent-slices")):
+        if value is not None and value < 0:
+            raise UserError(f"{flag} {value}: give 0 or a positive number.")
+    if getattr(generator, "adapt_steps", 0) <= 0:
+        raise UserError(f"{checkpoint}: --adapt-silent-pixels / --adapt-silent-slices shape the gate's adaptation, which is off "
+                        "here (give --adapt-steps N, or use a checkpoint trained with model.gen_gate_adapt_steps > 0).")
+    default = AdaptSettings()
+    return (default.silent_pixels if given[0] is None else int(given[0]),
+            default.silent_slices if given[1] is None else int(given[1]))
+
+
 def run_synthesis(
     checkpoint: Path,
     input_path: Path | list[tuple[str, Path]],
@@ -226,11 +249,13 @@ def run_synthesis(
     progress: bool = True,
     batch_size: int = 16,
     adapt_steps: int | None = None,
+    adapt_silent: tuple[int | None, int | None] = (None, None),
 ) -> list[Path]:
     """Synthesise every volume under ``input_path`` and write ``<case>.nii.gz``, ``<case>_residual.nii.gz``,
     ``<case>.png`` into ``output``; returns the synthetic volumes' paths. ``input_path`` may also be a
     list of ``(case_id, image path)``. ``adapt_steps`` replaces the checkpoint's
-    ``model.gen_gate_adapt_steps`` (None keeps it; 0 switches the adaptation off)."""
+    ``model.gen_gate_adapt_steps`` (None keeps it; 0 switches the adaptation off); ``adapt_silent``
+    ``(pixels, slices)`` replaces the adaptation's silent margin (inference/adapt.py; None keeps its default)."""
     from tqdm.auto import tqdm
 
     from pseudohealthy.errors import refuse_existing_output
@@ -239,6 +264,7 @@ def run_synthesis(
     generator, cfg, torch_device = open_generator(checkpoint, device)
     if adapt_steps is not None:
         set_adapt_steps(generator, adapt_steps, checkpoint)
+    silent = adapt_silent_margin(generator, adapt_silent, checkpoint)
     stats = read_checkpoint(checkpoint).get("intensity_stats")
     inputs = list(input_path) if isinstance(input_path, list) else list_inputs(Path(input_path), cfg)
     refuse_existing_output(output, overwrite)
@@ -248,7 +274,8 @@ def run_synthesis(
     for case_id, image_path in bar:
         bar.set_postfix_str(case_id)
         image = load_nifti(image_path, "image")
-        result = synthesize_volume(generator, image, cfg, torch_device, case_id, batch_size, progress=progress)
+        result = synthesize_volume(generator, image, cfg, torch_device, case_id, batch_size, progress=progress,
+                                   adapt_silent=silent)
         warning = intensity_warning(result, stats)
         if warning:
             log.warning(warning)
