@@ -10,8 +10,9 @@ volume, with fresh synthetic lesions pasted into its tissue (the training's onli
 :func:`pseudohealthy.data.online_lesions.paste_lesions`) as the only positives:
 
 - where the trained gate opens on the volume at first (its lesions, or false positives: nobody
-  knows which), grown by :data:`IGNORE_DILATION` pixels (and :data:`IGNORE_SLICES` slices), the loss is silent, so the volume's own
-  lesions are never taught as normal tissue, and no lesion is pasted there;
+  knows which), carried :data:`IGNORE_SLICES` slices up and down and grown by :data:`IGNORE_DILATION`
+  pixels (:func:`silent_region`), the loss is silent, so the volume's own lesions are never taught as
+  normal tissue, and no lesion is pasted there;
 - everywhere else the volume is taught as normal tissue, and the pasted lesions as lesions.
 
 What the copy learns about this anatomy carries over to the silent parts: a false positive on a
@@ -137,7 +138,8 @@ def adapt_gate(generator: nn.Module, slices: np.ndarray, region: np.ndarray, sca
     adapted = copy.deepcopy(generator)
     if settings.steps <= 0:
         return adapted.eval()
-    silent = silent_region(gate_open(adapted, slices, region, device), settings.silent_pixels, settings.silent_slices).astype(np.float32)
+    opened = gate_open(adapted, slices, region, device)
+    silent = silent_region(opened, settings.silent_pixels, settings.silent_slices).astype(np.float32)
     slices, tissue = np.asarray(slices, dtype=np.float32), region.astype(np.float32)
     candidates = np.flatnonzero(region.mean(axis=(1, 2)) >= MIN_TISSUE)
     if candidates.size == 0:
