@@ -63,6 +63,7 @@ class ModelConfig:
     gen_gate_second_look_area: int = 400  # the second look adds only its parts smaller than this many pixels (small lesions; 100 until session 12)
     gen_gate_mirror: bool = False  # gen_arch=unet: the gate also sees the slice's mirror image about its midline (brains: the other hemisphere as reference)
     gen_gate_adapt_steps: int = 0  # gen_arch=unet, at inference: before synthesising a volume the gate trains this many steps on it, with lesions pasted into its tissue (inference/adapt.py; 0: off; like the second look, other generators have no gate to adapt)
+    gen_fill_volume: bool = False  # gen_arch=unet with gate fill, at synthesis: the fill under the gate is taken from the whole volume (3-D pull-push; inference/volume_fill.py) instead of slice by slice; training unchanged
     gen_gate_context: int = 0  # gen_arch=unet: the gate also sees this many neighbouring slices on each side (2.5-D; 0 = the slice alone)
     gen_fill_net: bool = False  # gen_arch=unet with gate fill: a small inpainting U-Net corrects the fill under the gate (models/learned_fill.py; taught by train.fill_weight)
     fill_net_base: int = 16  # gen_fill_net: first width of its U-Net (at gen_gate_scale)

@@ -36,7 +36,7 @@ from pseudohealthy.config import PRESET_WORKING_SIZE, PreprocessConfig, RunConfi
 from pseudohealthy.errors import UserError
 
 DEFAULT_PRESET = "hybrid"
-DEFAULT_FILLS = ["mean", "median", "biharmonic", "telea"]
+DEFAULT_FILLS = ["mean", "median", "biharmonic", "biharmonic3", "telea"]
 # The headline numbers pipeline.json and the console show per method (from evaluate's summary).
 HEADLINE = ("error_reduction", "gt_psnr", "gt_ssim", "psnr", "ssim", "adice", "healthiness")
 # Inserted copies: a data set of few subjects gets at least this many training volumes, each with its

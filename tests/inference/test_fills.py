@@ -1,4 +1,4 @@
-"""Classical lesion fills (mean, median, biharmonic, Telea, Navier-Stokes): arrays, files and the CLI."""
+"""Classical lesion fills (mean, median, biharmonic, three-plane biharmonic, Telea, Navier-Stokes): arrays, files and the CLI."""
 from __future__ import annotations
 
 import json
@@ -52,6 +52,31 @@ def test_biharmonic_reproduces_a_linear_ramp():
     np.testing.assert_allclose(out[lesion], ramp[lesion], atol=1e-2)
     # Telea is not exact for a ramp: the test can tell the two apart
     assert np.abs(fill_lesion(ramp, lesion, np.ones(ramp.shape, bool), "telea") - ramp)[lesion].max() > 1.0
+
+
+def test_three_plane_biharmonic_reproduces_a_3d_ramp():
+    x, y, z = np.meshgrid(np.arange(32), np.arange(32), np.arange(20), indexing="ij")
+    ramp = (100 + 7.0 * x - 3.0 * y + 10.0 * z).astype(np.float32)
+    lesion = np.zeros(ramp.shape, bool)
+    lesion[10:20, 12:22, 6:13] = True
+    out = fill_lesion(ramp, lesion, np.ones(ramp.shape, bool), "biharmonic3")
+    np.testing.assert_allclose(out[lesion], ramp[lesion], atol=2e-2)
+
+
+def test_three_plane_biharmonic_fills_a_slice_whose_tissue_is_all_lesion_from_the_slices_around():
+    """The axial fill has no tissue beside slice 3's lesion and keeps the volume mean; the coronal and
+    sagittal fills see slices 2 and 4."""
+    z = np.arange(8)[None, None, :]
+    image = np.broadcast_to(100.0 + 10.0 * z, (24, 24, 8)).astype(np.float32).copy()
+    region = np.zeros(image.shape, bool)
+    region[4:20, 4:20, :] = True
+    lesion = np.zeros(image.shape, bool)
+    lesion[4:20, 4:20, 3] = True
+    truth = image.copy()
+    image[lesion] = 900.0
+    error = {kind: float(np.abs(fill_lesion(image, lesion, region, kind) - truth)[lesion].mean())
+             for kind in ("biharmonic", "biharmonic3")}
+    assert error["biharmonic3"] < 0.5 * error["biharmonic"], error
 
 
 @pytest.mark.parametrize("kind", SLICE_KINDS)

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option("hybrid", "--preset", help="Training recipe: hybrid (default) | small | paper | tiny."),
         working_size: Optional[int] = typer.Option(None, "--working-size", help="In-plane size of the cache; default the recipe's (hybrid: native)."),
         intensity: Optional[str] = typer.Option(None, "--intensity", help="Intensity scaling of the cache: percentile | median | range; default the source's (MR: percentile; CT: HU window)."),
-        fills: str = typer.Option("mean,median,biharmonic,telea", "--fills", help="Mask-aware fills shown beside GVS ('' for none)."),
+        fills: str = typer.Option("mean,median,biharmonic,biharmonic3,telea", "--fills", help="Mask-aware fills shown beside GVS ('' for none)."),
         adice_trials: int = typer.Option(3, "--adice-trials", help="A-Dice trials per method (0 skips A-Dice)."),
         healthiness: bool = typer.Option(True, "--healthiness/--no-healthiness", help="Also compute Xia et al.'s Healthiness."),
         evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="End with the evaluation report."),

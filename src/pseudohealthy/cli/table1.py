@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         working_size: int = typer.Option(64, "--working-size", help="Slice size when DATA is a raw data set (multiple of 16)."),
         batch_size: int = typer.Option(8, "--batch-size", help="Training batch size of every method."),
         adice_trials: int = typer.Option(1, "--adice-trials", help="A-Dice trials per method (0 skips A-Dice)."),
-        fills: str = typer.Option("mean,median,biharmonic,telea", "--fills", help="Classical fills evaluated beside the methods, comma-separated; 'none' for none."),
+        fills: str = typer.Option("mean,median,biharmonic,biharmonic3,telea", "--fills", help="Classical fills evaluated beside the methods, comma-separated; 'none' for none."),
         seed: int = typer.Option(0, "--seed", help="Seed of the split, training and evaluation."),
         device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an output folder that holds a Table I run with other settings."),

@@ -39,6 +39,17 @@ class SynthesisResult:
     normalised_output: np.ndarray  # (Z, H, W)
 
 
+@dataclass
+class VolumeGrid:
+    """What a fill over the whole volume needs besides the slices: each slice's normalisation
+    (normalised = ``scale`` * input units + ``offset``, both ``(Z,)``) and the voxel size along the
+    working ``(Z, H, W)``."""
+
+    scale: np.ndarray
+    offset: np.ndarray
+    spacing: tuple[float, float, float]
+
+
 def region_for_inference(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray | None:
     """The region where the output may differ from the input: the brain (``image > 0``) for MR.
 
@@ -67,14 +78,16 @@ def with_neighbours(volume: np.ndarray, picks: np.ndarray, context: int, backgro
 
 @torch.no_grad()
 def generate_slices(generator: torch.nn.Module, slices: np.ndarray, device: torch.device, batch_size: int = 16,
-                    active: np.ndarray | None = None) -> np.ndarray:
+                    active: np.ndarray | None = None, volume: VolumeGrid | None = None) -> np.ndarray:
     """Run the generator over ``(Z, H, W)`` float32 slices in [-1, 1]; returns ``(Z, H, W)`` float32.
 
     ``active`` (bool ``(Z,)``): only these slices go through the generator, the others come back as
     they are (slices without any tissue: at native resolution most of a volume's cost otherwise).
     Slices whose size the generator cannot halve often enough are padded with background and cut back.
     ``slices`` are one volume's, in order: a generator with ``context`` (``model.gen_gate_context``)
-    gets each slice's neighbours from them (:func:`with_neighbours`).
+    gets each slice's neighbours from them (:func:`with_neighbours`). ``volume`` (a gated generator with
+    ``fill_volume``): its gate and refinement are kept per slice and its fill is taken from the whole
+    volume (inference/volume_fill.py).
     """
     out = np.array(slices, dtype=np.float32, copy=True)
     todo = np.flatnonzero(active) if active is not None else np.arange(len(slices))
@@ -82,14 +95,26 @@ def generate_slices(generator: torch.nn.Module, slices: np.ndarray, device: torc
     context = int(getattr(generator, "context", 0))
     height, width = slices.shape[1:]
     pad = ((0, 0), (0, 0), (0, (-height) % multiple), (0, (-width) % multiple))
+    if volume is not None:
+        logits = np.full(out.shape, -np.inf, np.float32)
+        refinement = np.zeros(out.shape, np.float32) if generator.gate_refine else None
     for start in range(0, len(todo), batch_size):
         picks = todo[start : start + batch_size]
         batch = with_neighbours(slices, picks, context)
         tensor = torch.from_numpy(np.pad(batch, pad, constant_values=-1.0)).to(device)
         with autocast(device):
-            result = generator(tensor)
-        out[picks] = result.float()[:, 0, :height, :width].cpu().numpy()
-    return out
+            if volume is None:
+                out[picks] = generator(tensor).float()[:, 0, :height, :width].cpu().numpy()
+                continue
+            _, correction, logit = generator.gate_maps(tensor)
+        logits[picks] = logit.float()[:, 0, :height, :width].cpu().numpy()
+        if refinement is not None:
+            refinement[picks] = torch.tanh(correction.float())[:, 0, :height, :width].cpu().numpy()
+    if volume is None:
+        return out
+    from pseudohealthy.inference.volume_fill import compose_volume
+
+    return compose_volume(slices, logits, refinement, generator.gate_hard, volume.scale, volume.offset, volume.spacing)
 
 
 def synthesize_volume(
@@ -119,7 +144,14 @@ def synthesize_volume(
         generator = adapt_gate(generator, prepared.slices, prepared.region, prepared.scale, prepared.offset,
                                organ_of_source(cfg.source), settings, device, progress=progress,
                                label=f"adapt {case_id or image.path.name}")
-    output = generate_slices(generator, prepared.slices, device, batch_size, active)
+    volume = None
+    if getattr(generator, "fill_volume", False):
+        from pseudohealthy.inference.volume_fill import working_spacing
+
+        geometry = prepared.geometry
+        spacing = working_spacing(image.affine, geometry.original, geometry.working, geometry.square)
+        volume = VolumeGrid(prepared.scale, prepared.offset, spacing)
+    output = generate_slices(generator, prepared.slices, device, batch_size, active, volume)
     residual_norm = prepared.slices - output
     # Background stays background: no change outside the region, at working size...
     residual_norm = np.where(prepared.region, residual_norm, 0.0).astype(np.float32)
@@ -221,6 +253,17 @@ def set_adapt_steps(generator: torch.nn.Module, steps: int, checkpoint: Path) ->
         generator.adapt_steps = int(steps)
 
 
+def set_fill_volume(generator: torch.nn.Module, volume: bool, checkpoint: Path) -> None:
+    """Take the gate's fill from the whole volume (True) or slice by slice (False), or refuse in one sentence."""
+    able = (getattr(generator, "gate_fill", False) and getattr(generator, "learned_fill", None) is None
+            and not generator._forward_pre_hooks)  # the reference slice layout's hooks: slices are not canonical
+    if volume and not able:
+        raise UserError(f"{checkpoint}: --volume-fill needs a gated U-Net generator with the pull-push fill and canonical "
+                        "slices (the hybrid recipe without a learned fill); this checkpoint's generator has none.")
+    if hasattr(generator, "fill_volume"):
+        generator.fill_volume = bool(volume)
+
+
 def adapt_silent_margin(generator: torch.nn.Module, given: tuple[int | None, int | None],
                         checkpoint: Path) -> tuple[int, int] | None:
     """The adaptation's silent margin ``(pixels, slices)`` from ``--adapt-silent-pixels`` /
@@ -250,12 +293,14 @@ def run_synthesis(
     batch_size: int = 16,
     adapt_steps: int | None = None,
     adapt_silent: tuple[int | None, int | None] = (None, None),
+    volume_fill: bool | None = None,
 ) -> list[Path]:
     """Synthesise every volume under ``input_path`` and write ``<case>.nii.gz``, ``<case>_residual.nii.gz``,
     ``<case>.png`` into ``output``; returns the synthetic volumes' paths. ``input_path`` may also be a
     list of ``(case_id, image path)``. ``adapt_steps`` replaces the checkpoint's
     ``model.gen_gate_adapt_steps`` (None keeps it; 0 switches the adaptation off); ``adapt_silent``
-    ``(pixels, slices)`` replaces the adaptation's silent margin (inference/adapt.py; None keeps its default)."""
+    ``(pixels, slices)`` replaces the adaptation's silent margin (inference/adapt.py; None keeps its default);
+    ``volume_fill`` replaces the checkpoint's ``model.gen_fill_volume`` (None keeps it)."""
     from tqdm.auto import tqdm
 
     from pseudohealthy.errors import refuse_existing_output
@@ -265,6 +310,8 @@ def run_synthesis(
     if adapt_steps is not None:
         set_adapt_steps(generator, adapt_steps, checkpoint)
     silent = adapt_silent_margin(generator, adapt_silent, checkpoint)
+    if volume_fill is not None:
+        set_fill_volume(generator, volume_fill, checkpoint)
     stats = read_checkpoint(checkpoint).get("intensity_stats")
     inputs = list(input_path) if isinstance(input_path, list) else list_inputs(Path(input_path), cfg)
     refuse_existing_output(output, overwrite)

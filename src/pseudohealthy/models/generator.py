@@ -230,12 +230,15 @@ class GatedUNetGenerator(nn.Module):
     blob in 3-D, while vessels, sulci and ventricles run on through the neighbours). The input is then
     ``(B, 1 + 2k, H, W)``: the slice first, its neighbours z-k..z-1, z+1..z+k after it
     (``inference.synthesize.with_neighbours`` builds it from a volume); the output is the slice's.
+    ``adapt_steps`` and ``fill_volume`` are read by synthesis, not by :meth:`forward`: the gate adapts
+    to each volume first (inference/adapt.py), and the fill under the gate is taken from the whole
+    volume (inference/volume_fill.py, from :meth:`gate_maps`).
     """
 
     def __init__(self, unet: nn.Module, fill: bool = True, hard: bool = False, refine: bool = True, scale: int = 1,
                  gate_from_masks: bool = False, shuffle: bool = False, second_look: float = 0.0,
                  second_look_area: int = 400, mirror: bool = False, context: int = 0,
-                 learned_fill: nn.Module | None = None, adapt_steps: int = 0) -> None:
+                 learned_fill: nn.Module | None = None, adapt_steps: int = 0, fill_volume: bool = False) -> None:
         super().__init__()
         if learned_fill is not None and not fill:
             raise ValueError("a learned fill corrects the gate's fill: it needs fill=True")
@@ -255,6 +258,7 @@ class GatedUNetGenerator(nn.Module):
         self.mirror = bool(mirror)
         self.context = int(context)
         self.adapt_steps = int(adapt_steps)  # read by synthesis (inference/adapt.py), not by forward
+        self.fill_volume = bool(fill_volume)  # read by synthesis (inference/volume_fill.py), not by forward
         # pixel_shuffle reads output channel c from the net's channels c * scale**2 ..: the first
         # scale**2 are the correction's
         zero_correction(unet.head, self.scale ** 2 if self.shuffle else 1)
@@ -296,16 +300,23 @@ class GatedUNetGenerator(nn.Module):
             return x[:, :1], x
         return x, torch.cat([x, mirror_image(x)], dim=1)
 
+    def gate_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(slice, correction a, gate logits)``, each ``(B, 1, H, W)``, as :meth:`forward` combines them (the
+        second look included at inference); synthesis uses them to fill from the whole volume
+        (inference/volume_fill.py)."""
+        x, seen = self.net_input(x)
+        correction, gate_logit = self.maps(seen)
+        if self.second_look > 0 and not self.training:
+            gate_logit = self._second_look(seen, gate_logit)
+        return x, correction, gate_logit
+
     def forward(self, x: torch.Tensor, return_gate: bool = False, hole: torch.Tensor | None = None,
                 hole_with_gate: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """``G(x)``; with ``return_gate`` also the gate's logits; with ``hole`` (the true lesion masks
         ``(B, 1, H, W)``, training) also the learned fill of that hole (:func:`fill_true_hole`), computed
         in this forward so that DistributedDataParallel sees every parameter used; ``hole_with_gate``
         adds where the gate opens (:func:`teaching_hole`, ``train.fill_on_gate``)."""
-        x, seen = self.net_input(x)
-        correction, gate_logit = self.maps(seen)
-        if self.second_look > 0 and not self.training:
-            gate_logit = self._second_look(seen, gate_logit)
+        x, correction, gate_logit = self.gate_maps(x)
         out = gated_output(x, correction, gate_logit, self.gate_fill, self.gate_hard, self.gate_refine, self.gate_from_masks,
                            self.learned_fill)
         if hole is not None:

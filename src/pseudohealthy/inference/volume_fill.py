@@ -1,0 +1,130 @@
+"""The gated generator's fill taken from the whole volume instead of slice by slice (synthesis only).
+
+A gated generator (the hybrid recipe) decides per axial slice where to change (its gate) and fills
+those pixels by a pull-push over the slice (models/pyramid_fill.py). A lesion is a blob in 3-D: the
+tissue just above and below an opening is often closer than its in-plane rim, and a false opening
+on normal tissue usually has untouched tissue in the neighbouring slices. At synthesis, when a whole
+volume is at hand, :func:`compose_volume` keeps every slice's gate and refinement and replaces only
+the fill by :func:`pull_push_volume`, the same pull-push over a 3-D pyramid with the same per-pixel
+trust. Training is unchanged (it sees crops of single slices).
+
+Written by hand for the reason the 2-D pull-push is (a fill with per-pixel trust, batched in torch,
+that no library offers); anisotropic voxels are handled as nnU-Net pools them: an axis is halved only
+while its voxel size is less than twice the finest axis', and the smoothing weighs each axis'
+neighbours by ``(finest spacing / spacing)**2`` (the discrete Laplacian on that grid); on a single
+slice it is the 2-D fill's pyramid and smoothing.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pseudohealthy.models.generator import dilate_one_pixel, fill_trust
+from pseudohealthy.models.pyramid_fill import SMOOTH_STEPS
+
+_EPS = 1e-6
+
+
+def _pool_factors(shape: tuple[int, ...], spacing: tuple[float, ...]) -> tuple[int, ...]:
+    """Per axis 2 (halve) or 1 (keep): axes of one voxel stay; the others halve while their voxel size is
+    below twice the finest halvable axis' (an anisotropic volume first becomes isotropic, then shrinks
+    evenly)."""
+    halvable = [s for n, s in zip(shape, spacing) if n > 1]
+    if not halvable:
+        return (1,) * len(shape)
+    finest = min(halvable)
+    return tuple(2 if n > 1 and s < 2.0 * finest else 1 for n, s in zip(shape, spacing))
+
+
+def _smooth(filled: torch.Tensor, side_weights: tuple[float, float, float]) -> torch.Tensor:
+    """One Jacobi step of the Laplace equation: a separable ``[a, 1 - 2a, a]`` mean along each axis
+    (edges replicated). ``a = 1/3`` on every axis is the 3x3x3 box mean, the 2-D fill's 3x3 mean
+    carried to 3-D (a one-voxel axis leaves it exactly that); a coarser axis gets a smaller ``a``."""
+    for dim, side in zip((2, 3, 4), side_weights):
+        if filled.shape[dim] == 1 or side == 0.0:
+            continue
+        before = torch.cat([filled.narrow(dim, 0, 1), filled.narrow(dim, 0, filled.shape[dim] - 1)], dim=dim)
+        after = torch.cat([filled.narrow(dim, 1, filled.shape[dim] - 1), filled.narrow(dim, filled.shape[dim] - 1, 1)], dim=dim)
+        filled = side * (before + after) + (1.0 - 2.0 * side) * filled
+    return filled
+
+
+def pull_push_volume(values: torch.Tensor, known: torch.Tensor, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                     smooth_steps: int = SMOOTH_STEPS) -> torch.Tensor:
+    """``values`` ``(D, H, W)`` with its unknown voxels (``known`` ~ 0) filled from the known ones.
+
+    ``known`` ``(D, H, W)`` in [0, 1] is how far each voxel is trusted (voxels with 1 come back
+    unchanged); ``spacing`` the voxel size along ``(D, H, W)`` in any unit. Pull: known-weighted
+    means over 2x2x2 blocks (or fewer axes, :func:`_pool_factors`) down to one voxel; push: from the
+    coarsest level up, upsample (trilinear), blend in where a level is unknown, then ``smooth_steps``
+    Jacobi steps with the known voxels held. A volume without any known voxel comes back as zeros.
+    """
+    weighted, weight = (values * known)[None, None], known.to(values.dtype)[None, None]
+    levels = [(weighted, weight, tuple(float(s) for s in spacing))]
+    while True:
+        weighted, weight, step = levels[-1]
+        factors = _pool_factors(tuple(weighted.shape[-3:]), step)
+        if factors == (1, 1, 1):
+            break
+        levels.append((F.avg_pool3d(weighted, factors, ceil_mode=True), F.avg_pool3d(weight, factors, ceil_mode=True),
+                       tuple(s * f for s, f in zip(step, factors))))
+    weighted, weight, _ = levels[-1]
+    filled = weighted / weight.clamp_min(_EPS)
+    for weighted, weight, step in reversed(levels[:-1]):
+        coarse = F.interpolate(filled, size=weighted.shape[-3:], mode="trilinear", align_corners=False)
+        trust = weight.clamp(0.0, 1.0)
+        value = weighted / weight.clamp_min(_EPS)
+        filled = trust * value + (1.0 - trust) * coarse
+        finest = min((s for s, n in zip(step, weighted.shape[-3:]) if n > 1), default=1.0)
+        sides = tuple((finest / s) ** 2 / 3.0 for s in step)
+        for _ in range(smooth_steps):
+            filled = trust * value + (1.0 - trust) * _smooth(filled, sides)  # type: ignore[arg-type]
+    return filled[0, 0]
+
+
+def compose_volume(slices: np.ndarray, gate_logits: np.ndarray, refinement: np.ndarray | None, hard: bool,
+                   scale: np.ndarray, offset: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """A gated generator's output ``(Z, H, W)`` for a whole volume with the fill taken in 3-D.
+
+    ``slices`` ``(Z, H, W)``: the normalised input (what the generator saw as the slice);
+    ``gate_logits`` the gate's logits per slice (``-inf`` where a slice was not run); ``refinement``
+    the generator's ``tanh(a)`` or None; ``hard``: the gate is thresholded and dilated one pixel in-plane
+    as in training (models/generator.py ``hard_gate``). The output is ``x + m (fill + refinement - x)``
+    as the generator's own, with the trust of each voxel the generator's (``fill_trust``). ``scale`` /
+    ``offset`` ``(Z,)``: each slice's normalisation (normalised = scale * input units + offset); the
+    fill runs in input units, so slices normalised apart are filled as one volume.
+    ``spacing``: the voxel size along ``(Z, H, W)``.
+    """
+    x = torch.from_numpy(np.asarray(slices, np.float64))
+    gate = torch.sigmoid(torch.from_numpy(np.asarray(gate_logits, np.float64)))
+    trust = fill_trust(gate, x)
+    mask = dilate_one_pixel((gate > 0.5).to(x.dtype)[:, None])[:, 0] if hard else gate
+    if not bool((mask > 0).any()):
+        return np.asarray(slices, np.float32).copy()
+    per_slice = (torch.from_numpy(np.asarray(scale, np.float64))[:, None, None],
+                 torch.from_numpy(np.asarray(offset, np.float64))[:, None, None])
+    safe_scale = torch.where(per_slice[0].abs() > _EPS, per_slice[0], torch.ones_like(per_slice[0]))
+    units = (x - per_slice[1]) / safe_scale
+    filled = pull_push_volume(units, trust, spacing) * safe_scale + per_slice[1]
+    extra = torch.from_numpy(np.asarray(refinement, np.float64)) if refinement is not None else 0.0
+    return (x + mask * (filled + extra - x)).numpy().astype(np.float32)
+
+
+def working_spacing(affine: np.ndarray, original: tuple[int, int], working: tuple[int, int],
+                    square: tuple[int, int] | None = None) -> tuple[float, float, float]:
+    """Voxel size along the working slices' ``(Z, H, W)`` for a canonical volume ``(X, Y, Z)`` read
+    from a file with ``affine``: the file's voxel sizes in canonical order, the in-plane ones scaled
+    by the resize from the (padded) slice ``square`` (or ``original``) to ``working``."""
+    from nibabel.orientations import io_orientation
+
+    sizes = np.sqrt((np.asarray(affine, np.float64)[:3, :3] ** 2).sum(axis=0))
+    canonical = np.ones(3)
+    for axis, (target, _flip) in enumerate(io_orientation(affine)):
+        if not math.isnan(target):
+            canonical[int(target)] = sizes[axis]
+    source = square if square and all(square) else original
+    return (float(canonical[2]), float(canonical[0] * source[0] / working[0]),
+            float(canonical[1] * source[1] / working[1]))
