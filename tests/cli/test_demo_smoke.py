@@ -24,10 +24,10 @@ def test_demo_runs_end_to_end_and_resumes(cli, tmp_path):
     assert np.isfinite(summary["lesion_error_reduction"])
     assert summary["normal_tissue_psnr_db"] > 10
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
-    assert {"gvs", "original", "truth", "fill-mean", "fill-median", "fill-biharmonic", "fill-telea"} <= set(metrics["methods"])
+    assert {"gvs", "original", "truth", "fill-mean", "fill-median", "fill-biharmonic", "fill-biharmonic3", "fill-telea"} <= set(metrics["methods"])
     assert (out / "evaluation" / "report.html").is_file()
     assert "lesion-region error reduction" in result.output and "normal-tissue PSNR" in result.output
-    assert set(summary["pooled"]) == {"gvs", "fill-mean", "fill-median", "fill-biharmonic", "fill-telea"}
+    assert set(summary["pooled"]) == {"gvs", "fill-mean", "fill-median", "fill-biharmonic", "fill-biharmonic3", "fill-telea"}
     # h = 1 - (lesion pixels predicted on x_s) / (on x_p): at most 1, below 0 when x_s looks more diseased
     assert np.isfinite(summary["figures"]["gvs"]["healthiness"]) and summary["figures"]["gvs"]["healthiness"] <= 1.0 and summary["figures"]["original"]["healthiness"] == 0.0
     # Re-running reuses every finished stage: the phantom and the cache are not rebuilt, training is complete.

@@ -10,7 +10,6 @@ import torch
 
 from pseudohealthy.config import PreprocessConfig, resolve_run_config
 from pseudohealthy.data.nifti_io import Volume
-from pseudohealthy.errors import UserError
 from pseudohealthy.inference.synthesize import synthesize_volume
 from pseudohealthy.inference.volume_fill import _pool_factors, compose_volume, pull_push_volume, working_spacing
 from pseudohealthy.models import build_generator
@@ -88,11 +87,13 @@ def _gated_generator(fill_volume: bool):
         f"model.gen_fill_volume={str(fill_volume).lower()}"]).model).eval()
 
 
-def test_gen_fill_volume_is_checked_when_the_model_is_built():
-    with pytest.raises(UserError, match="gen_fill_volume"):
-        build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + [
-            "model.gen_fill_volume=true", "model.gen_fill_net=true"]).model)
+def test_gen_fill_volume_applies_only_where_there_is_a_pull_push_fill_to_replace():
     assert _gated_generator(True).fill_volume and not _gated_generator(False).fill_volume
+    for other in (["model.gen_fill_net=true"], ["model.gen_gate_fill=false", "model.gen_gate_hard=false"],
+                  ["model.slice_layout=reference", "model.gen_gate_adapt_steps=0"]):
+        generator = build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + other + [
+            "model.gen_fill_volume=true"]).model)
+        assert not generator.fill_volume, other
 
 
 def test_synthesis_with_the_volume_fill_restores_a_structure_that_runs_through_the_slices(tmp_path, monkeypatch):

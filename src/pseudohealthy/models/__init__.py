@@ -84,10 +84,9 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
         if cfg.gen_gate_adapt_steps < 0 or (cfg.gen_gate_adapt_steps and cfg.slice_layout != "canonical"):
             raise UserError(f"model.gen_gate_adapt_steps={cfg.gen_gate_adapt_steps} must be 0 (off) or a positive number of "
                             "steps, and adapting the gate needs canonical slices (model.slice_layout=canonical).")
-        if cfg.gen_fill_volume and (not cfg.gen_gate_fill or cfg.gen_fill_net or cfg.slice_layout != "canonical"):
-            raise UserError("model.gen_fill_volume takes the gate's pull-push fill from the whole volume: it needs "
-                            "model.gen_gate_fill=true, no learned fill (model.gen_fill_net=false) and canonical slices "
-                            "(model.slice_layout=canonical).")
+        # the volume fill replaces the pull-push fill: like the adaptation for generators without this gate, the
+        # setting is ignored where there is no such fill to replace (no fill, a learned fill, reference-layout slices)
+        fill_volume = cfg.gen_fill_volume and cfg.gen_gate_fill and not cfg.gen_fill_net and cfg.slice_layout == "canonical"
         from pseudohealthy.models.segmentor import UNet
 
         learned_fill = None
@@ -116,7 +115,7 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
                                                      second_look_area=cfg.gen_gate_second_look_area,
                                                      mirror=cfg.gen_gate_mirror, context=cfg.gen_gate_context,
                                                      learned_fill=learned_fill, adapt_steps=cfg.gen_gate_adapt_steps,
-                                                     fill_volume=cfg.gen_fill_volume),
+                                                     fill_volume=fill_volume),
                            cfg.slice_layout)
     if cfg.gen_fill_net:
         raise UserError("model.gen_fill_net: the learned fill belongs to the gated U-Net generator (model.gen_arch=unet).")
