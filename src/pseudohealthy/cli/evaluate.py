@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(..., "--output", "-o", help="Folder for metrics.json, metrics.csv, config.yaml and report.html."),
         cases: str = typer.Option(None, "--cases", help="Evaluated cases: comma-separated ids, or a splits.json (its test cases); default all."),
         healthy: Path = typer.Option(None, "--healthy", help="Folder of true healthy volumes <case_id>.nii.gz, for data that does not carry them."),
-        fills: str = typer.Option(None, "--fills", help="Also evaluate classical lesion fills, comma-separated (mean, median, biharmonic, telea, ns), as methods fill-<kind>; written to OUTPUT/fills/<kind>."),
+        fills: str = typer.Option(None, "--fills", help="Also evaluate classical lesion fills, comma-separated (mean, median, biharmonic, biharmonic3, telea, ns), as methods fill-<kind>; written to OUTPUT/fills/<kind>."),
         segmentor: list[str] = typer.Option([], "--segmentor", help="NAME=CHECKPOINT: Dice of a GVS checkpoint's segmentor on the pathological slices (Fig. 8a); repeat."),
         adice_trials: int = typer.Option(3, "--adice-trials", help="A-Dice trials per method (0 skips A-Dice)."),
         adice_epochs: int = typer.Option(20, "--adice-epochs", help="A-Dice epochs E (eq. 8)."),

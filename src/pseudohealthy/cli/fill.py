@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     @friendly
     def fill(
         data: Path = typer.Option(..., "--data", "-d", help="Data set folder with lesion masks (BraTS, LiTS, nnU-Net layout, phantom)."),
-        kind: str = typer.Option(..., "--kind", help="mean | median | biharmonic | telea | ns: how the lesion mask is filled from the normal tissue around it."),
+        kind: str = typer.Option(..., "--kind", help="mean | median | biharmonic | biharmonic3 | telea | ns: how the lesion mask is filled from the normal tissue around it."),
         output: Path = typer.Option(..., "--output", "-o", help="Folder for <case_id>.nii.gz (the layout of `pseudohealthy synthesize`) and fill.json."),
         cases: str = typer.Option(None, "--cases", help="Only these cases: comma-separated ids, or a splits.json (its test cases)."),
         seed: int = typer.Option(0, "--seed", help="Recorded in fill.json; the fills themselves are deterministic."),
