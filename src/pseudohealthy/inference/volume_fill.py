@@ -5,8 +5,8 @@ those pixels by a pull-push over the slice (models/pyramid_fill.py). A lesion is
 tissue just above and below an opening is often closer than its in-plane rim, and a false opening
 on normal tissue usually has untouched tissue in the neighbouring slices. At synthesis, when a whole
 volume is at hand, :func:`compose_volume` keeps every slice's gate and refinement and replaces only
-the fill by :func:`pull_push_volume`, the same pull-push over a 3-D pyramid with the same per-pixel
-trust. Training is unchanged (it sees crops of single slices).
+the fill by :func:`pull_push_volume`, the same pull-push over a 3-D pyramid, trusting what a hard gate
+keeps and nothing it opens. Training is unchanged (it sees crops of single slices).
 
 Written by hand for the reason the 2-D pull-push is (a fill with per-pixel trust, batched in torch,
 that no library offers); anisotropic voxels are handled as nnU-Net pools them: an axis is halved only
@@ -43,12 +43,15 @@ def _smooth(filled: torch.Tensor, side_weights: tuple[float, float, float]) -> t
     """One Jacobi step of the Laplace equation: a separable ``[a, 1 - 2a, a]`` mean along each axis
     (edges replicated). ``a = 1/3`` on every axis is the 3x3x3 box mean, the 2-D fill's 3x3 mean
     carried to 3-D (a one-voxel axis leaves it exactly that); a coarser axis gets a smaller ``a``."""
-    for dim, side in zip((2, 3, 4), side_weights):
+    for axis, side in enumerate(side_weights):
+        dim = 2 + axis
         if filled.shape[dim] == 1 or side == 0.0:
             continue
-        before = torch.cat([filled.narrow(dim, 0, 1), filled.narrow(dim, 0, filled.shape[dim] - 1)], dim=dim)
-        after = torch.cat([filled.narrow(dim, 1, filled.shape[dim] - 1), filled.narrow(dim, filled.shape[dim] - 1, 1)], dim=dim)
-        filled = side * (before + after) + (1.0 - 2.0 * side) * filled
+        widths = [0] * 6
+        widths[4 - 2 * axis : 6 - 2 * axis] = [1, 1]  # F.pad lists the last axis first
+        padded = F.pad(filled, widths, mode="replicate")
+        size = filled.shape[dim]
+        filled = side * (padded.narrow(dim, 0, size) + padded.narrow(dim, 2, size)) + (1.0 - 2.0 * side) * filled
     return filled
 
 
