@@ -255,9 +255,7 @@ def set_adapt_steps(generator: torch.nn.Module, steps: int, checkpoint: Path) ->
 
 def set_fill_volume(generator: torch.nn.Module, volume: bool, checkpoint: Path) -> None:
     """Take the gate's fill from the whole volume (True) or slice by slice (False), or refuse in one sentence."""
-    able = (getattr(generator, "gate_fill", False) and getattr(generator, "learned_fill", None) is None
-            and not generator._forward_pre_hooks)  # the reference slice layout's hooks: slices are not canonical
-    if volume and not able:
+    if volume and not getattr(generator, "volume_fill_possible", False):  # set by models.build_generator
         raise UserError(f"{checkpoint}: --volume-fill needs a gated U-Net generator with the pull-push fill and canonical "
                         "slices (the hybrid recipe without a learned fill); this checkpoint's generator has none.")
     if hasattr(generator, "fill_volume"):

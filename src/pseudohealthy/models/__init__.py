@@ -86,7 +86,7 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
                             "steps, and adapting the gate needs canonical slices (model.slice_layout=canonical).")
         # the volume fill replaces the pull-push fill: like the adaptation for generators without this gate, the
         # setting is ignored where there is no such fill to replace (no fill, a learned fill, reference-layout slices)
-        fill_volume = cfg.gen_fill_volume and cfg.gen_gate_fill and not cfg.gen_fill_net and cfg.slice_layout == "canonical"
+        volume_fill_possible = cfg.gen_gate_fill and not cfg.gen_fill_net and cfg.slice_layout == "canonical"
         from pseudohealthy.models.segmentor import UNet
 
         learned_fill = None
@@ -107,16 +107,17 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
         unet = UNet(base=cfg.seg_base, depth=cfg.seg_depth, max_channels=cfg.seg_max_channels, decoder=cfg.seg_decoder,
                     align_corners=cfg.seg_align_corners, bias=cfg.seg_conv_bias,
                     in_channels=2 if cfg.gen_gate_mirror else cells + 2 * cfg.gen_gate_context, classes=2 * cells)
-        return _with_layout(GatedUNetGenerator(unet, fill=cfg.gen_gate_fill, hard=cfg.gen_gate_hard,
-                                                     refine=cfg.gen_gate_refine, scale=cfg.gen_gate_scale,
-                                                     gate_from_masks=cfg.gen_gate_from_masks,
-                                                     shuffle=cfg.gen_gate_shuffle,
-                                                     second_look=cfg.gen_gate_second_look,
-                                                     second_look_area=cfg.gen_gate_second_look_area,
-                                                     mirror=cfg.gen_gate_mirror, context=cfg.gen_gate_context,
-                                                     learned_fill=learned_fill, adapt_steps=cfg.gen_gate_adapt_steps,
-                                                     fill_volume=fill_volume),
-                           cfg.slice_layout)
+        generator = GatedUNetGenerator(unet, fill=cfg.gen_gate_fill, hard=cfg.gen_gate_hard,
+                                       refine=cfg.gen_gate_refine, scale=cfg.gen_gate_scale,
+                                       gate_from_masks=cfg.gen_gate_from_masks,
+                                       shuffle=cfg.gen_gate_shuffle,
+                                       second_look=cfg.gen_gate_second_look,
+                                       second_look_area=cfg.gen_gate_second_look_area,
+                                       mirror=cfg.gen_gate_mirror, context=cfg.gen_gate_context,
+                                       learned_fill=learned_fill, adapt_steps=cfg.gen_gate_adapt_steps,
+                                       fill_volume=cfg.gen_fill_volume and volume_fill_possible)
+        generator.volume_fill_possible = volume_fill_possible  # read by synthesis (synthesize.set_fill_volume)
+        return _with_layout(generator, cfg.slice_layout)
     if cfg.gen_fill_net:
         raise UserError("model.gen_fill_net: the learned fill belongs to the gated U-Net generator (model.gen_arch=unet).")
     if cfg.gen_gate_context:
