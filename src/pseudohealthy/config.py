@@ -63,7 +63,8 @@ class ModelConfig:
     gen_gate_second_look_area: int = 400  # the second look adds only its parts smaller than this many pixels (small lesions; 100 until session 12)
     gen_gate_mirror: bool = False  # gen_arch=unet: the gate also sees the slice's mirror image about its midline (brains: the other hemisphere as reference)
     gen_gate_adapt_steps: int = 0  # gen_arch=unet, at inference: before synthesising a volume the gate trains this many steps on it, with lesions pasted into its tissue (inference/adapt.py; 0: off; like the second look, other generators have no gate to adapt)
-    gen_fill_volume: bool = False  # gen_arch=unet with the pull-push gate fill, at synthesis: that fill is taken from the whole volume (3-D pull-push trusting what the gate keeps; inference/volume_fill.py) instead of slice by slice; training unchanged; ignored with a learned fill or reference-layout slices
+    gen_gate_adapt_keep: float = 0.0  # with gen_gate_adapt_steps and gen_fill_volume: a 3-D component of the gate's opening before adapting that the adapted gate still opens on at least this share of its voxels is opened whole (adapting shrinks half-found lesions; 0: off; inference/adapt.py keep_survivors)
+    gen_fill_volume: bool = False  # gen_arch=unet with the pull-push gate fill, at synthesis: that fill is taken from the whole volume (3-D pull-push with the training's trust of each voxel; inference/volume_fill.py) instead of slice by slice; training unchanged; ignored with a learned fill or reference-layout slices
     gen_gate_context: int = 0  # gen_arch=unet: the gate also sees this many neighbouring slices on each side (2.5-D; 0 = the slice alone)
     gen_fill_net: bool = False  # gen_arch=unet with gate fill: a small inpainting U-Net corrects the fill under the gate (models/learned_fill.py; taught by train.fill_weight)
     fill_net_base: int = 16  # gen_fill_net: first width of its U-Net (at gen_gate_scale)
@@ -181,7 +182,8 @@ _HYBRID_MODEL = {"gen_channels": 32, "gen_blocks": 6, "seg_base": 32, "seg_max_c
                  "gen_norm": "none", "gen_zero_init": True, "gen_gate": True,
                  "gen_arch": "unet", "gen_gate_fill": True, "gen_gate_hard": True, "gen_gate_refine": False,
                  "gen_gate_from_masks": True, "gen_gate_scale": 2, "gen_gate_second_look": 0.9,
-                 "seg_decoder": "halving", "gen_gate_adapt_steps": 300, "gen_fill_volume": True}
+                 "seg_decoder": "halving", "gen_gate_adapt_steps": 300, "gen_gate_adapt_keep": 0.5,
+                 "gen_fill_volume": True}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # hybrid (default): segment and fill. The generator is a U-Net gate (at half resolution,
@@ -195,8 +197,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # it needs masks only, no true healthy image. At inference the gate also looks at the slice at
     # full resolution and adds the small parts it is sure of there (gen_gate_second_look: the
     # coarse gate misses small lesions; docs/quality.md, session 10), adapts to each volume first
-    # (gen_gate_adapt_steps, session 16), and what it opens is filled from the whole volume
-    # (gen_fill_volume: 3-D context, session 20). The gate's U-Net has the reference
+    # (gen_gate_adapt_steps, session 16; a lesion it found before adapting stays whole if the adapted
+    # gate still finds most of it, gen_gate_adapt_keep, session 21), and what it opens is filled from
+    # the whole volume (gen_fill_volume: 3-D context, session 20). The gate's U-Net has the reference
     # code's halving decoder (21% fewer FLOPs than the full one for the same lesions found: 22% more
     # steps in a time budget; docs/quality.md, session 12). No adversarial step: measured at CPU
     # budgets, the segmentor's game and the truth's gradient through the output opened the gate over

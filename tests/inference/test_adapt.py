@@ -9,7 +9,8 @@ import torch
 
 from pseudohealthy.config import resolve_run_config
 from pseudohealthy.errors import UserError
-from pseudohealthy.inference.adapt import AdaptSettings, _crop_batch, adapt_gate, masked_gate_loss, silent_region
+from pseudohealthy.inference.adapt import (AdaptSettings, _crop_batch, adapt_gate, keep_survivors, masked_gate_loss,
+                                            silent_region)
 from pseudohealthy.models import build_generator
 
 TINY_HYBRID = ["model.gen_channels=8", "model.gen_blocks=2", "model.seg_base=8", "model.seg_depth=3",
@@ -114,12 +115,32 @@ def test_adaptation_lowers_the_gate_loss_on_fresh_crops_of_the_volume():
     assert loss_of(adapted) < 0.8 * loss_of(generator)
 
 
+def test_a_first_component_the_adapted_gate_still_mostly_opens_is_kept_whole_and_the_others_as_adapted():
+    first = np.full((4, 12, 12), -5.0, np.float32)
+    first[0, -1, -1] = -np.inf  # a slice part the gate never ran on
+    first[1:3, 1:5, 1:5] = 3.0  # a lesion found before adapting (32 voxels, one 3-D component)
+    first[1, 8:11, 8:11] = 2.0  # a false opening (9 voxels)
+    adapted = np.full_like(first, -4.0)
+    adapted[1:3, 1:5, 1:3] = 1.0  # adapting shrank the lesion to half of it...
+    adapted[1, 8, 8] = 0.5  # ...and closed the false opening but for one voxel (1/9)
+    adapted[3, 6, 6] = 4.0  # and opened somewhere new
+    kept = keep_survivors(first, adapted, share=0.5)
+    assert (kept[1:3, 1:5, 1:5] == np.maximum(first, adapted)[1:3, 1:5, 1:5]).all()  # whole again
+    outside = np.ones(first.shape, bool)
+    outside[1:3, 1:5, 1:5] = False
+    assert (kept[outside] == adapted[outside]).all()  # the false opening and the new one as adapted
+    assert (keep_survivors(first, adapted, share=0.6)[1:3, 1:5, 1:5] == adapted[1:3, 1:5, 1:5]).all()  # half < 0.6
+    assert (keep_survivors(np.full_like(first, -1.0), adapted, 0.5) == adapted).all()  # nothing opened first
+
+
 def test_adapt_steps_are_checked_when_the_model_is_built():
     with pytest.raises(UserError, match="gen_gate_adapt_steps"):
         build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_gate_adapt_steps=-1"]).model)
     # the hybrid preset's setting, like its second look, does not stop a variant without the U-Net gate
     resnet = build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_arch=resnet"]).model)
     assert not hasattr(resnet, "adapt_steps")
+    with pytest.raises(UserError, match="gen_gate_adapt_keep"):
+        build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_gate_adapt_keep=1.5"]).model)
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +215,38 @@ def test_the_silent_margin_of_the_command_line_reaches_the_adaptation_and_is_che
     off = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "e", "--adapt-steps", "0",
                "--adapt-silent-slices", "2"])
     assert off.exit_code != 0 and "adaptation, which is off" in off.output and not (tmp_path / "e").exists()
+
+
+def test_synthesis_keeps_the_first_components_the_adapted_gate_still_opens_and_the_command_line_sets_the_share(
+        cli, tiny_trained, hybrid_checkpoint, tmp_path, monkeypatch):
+    import pseudohealthy.inference.adapt as adapt
+
+    shares, firsts = [], []
+    original_keep, original_gate = adapt.keep_survivors, adapt.adapt_gate
+
+    def recording_keep(first, adapted, share):
+        shares.append(share)
+        return original_keep(first, adapted, share)
+
+    def recording_gate(*args, **kwargs):
+        firsts.append(kwargs.get("first_logits"))
+        return original_gate(*args, **kwargs)
+
+    monkeypatch.setattr(adapt, "keep_survivors", recording_keep)
+    monkeypatch.setattr(adapt, "adapt_gate", recording_gate)
+    case = tiny_trained["raw"] / "Case001" / "Case001_t2.nii.gz"
+    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "a"])
+    assert result.exit_code == 0, result.output
+    assert shares == [0.5]  # the hybrid preset's share
+    assert firsts[0] is not None and firsts[0].ndim == 3  # the first logits are computed once and shared
+    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "b", "--adapt-keep", "0.8"])
+    assert result.exit_code == 0, result.output
+    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "c", "--adapt-keep", "0"])
+    assert result.exit_code == 0, result.output
+    assert shares == [0.5, 0.8] and firsts[2] is None  # off: neither the first logits nor the keeping
+    for extra, words in ((["--adapt-keep", "1.5"], "--adapt-keep 1.5"),
+                         (["--adapt-keep", "0.5", "--slice-fill"], "the adaptation or the volume fill is off"),
+                         (["--adapt-keep", "0.5", "--adapt-steps", "0"], "the adaptation or the volume fill is off")):
+        bad = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "d"] + extra)
+        assert bad.exit_code != 0 and words in bad.output and "Traceback" not in bad.output
+        assert not (tmp_path / "d").exists()

@@ -82,6 +82,24 @@ def test_compose_keeps_every_pixel_outside_the_dilated_gate_and_fills_in_input_u
     assert np.array_equal(closed, slices)
 
 
+def test_the_ring_a_hard_gate_adds_is_replaced_but_trusted_where_the_gate_is_sure_of_it():
+    """Training's trust (1 - m)^4: a ring voxel the gate is sure is tissue keeps its own value; one the gate
+    half suspects is pulled towards the fill from further out."""
+    units = np.full((3, 20, 20), 400.0)
+    units[1, 7, 10] = 460.0  # tissue on the ring, brighter than the rest
+    units[1, 14, 10] = 460.0
+    units[1, 8:14, 8:14] = 900.0  # the opening
+    scale, offset = np.full(3, 0.002), np.full(3, -1.0)
+    slices = (units * scale[:, None, None] + offset[:, None, None]).astype(np.float32)
+    logits = np.full(slices.shape, -20.0, np.float32)
+    logits[1, 8:14, 8:14] = 20.0
+    logits[1, 14, 10] = -0.5  # the gate is unsure there (m = 0.38)
+    out = (compose_volume(slices, logits, None, True, scale, offset, (1.0, 1.0, 1.0)) - offset[:, None, None]) / scale[:, None, None]
+    assert abs(out[1, 7, 10] - 460.0) < 0.5
+    assert 400.0 < out[1, 14, 10] < 450.0
+    assert np.abs(out[1, 8:14, 8:14] - 400.0).max() < 60.0  # the opening filled from the tissue around
+
+
 def _gated_generator(fill_volume: bool):
     return build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + [
         f"model.gen_fill_volume={str(fill_volume).lower()}"]).model).eval()

@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         adapt_silent_slices: int = typer.Option(None, "--adapt-silent-slices", help="...and carried to this many slices above "
                                                 "and below (default 0; 2 with 5 pixels: more lesion found, less normal tissue kept, "
                                                 "docs/quality.md)."),
+        adapt_keep: float = typer.Option(None, "--adapt-keep", help="After adapting, a part of the gate's first opening "
+                                         "that the adapted gate still opens on at least this share of is kept whole (default: "
+                                         "the checkpoint's model.gen_gate_adapt_keep; 0: off; needs the volume fill)."),
         volume_fill: bool = typer.Option(None, "--volume-fill/--slice-fill", help="Fill the gate's opening from the whole "
                                          "volume (3-D) or slice by slice (default: the checkpoint's model.gen_fill_volume)."),
     ) -> None:
@@ -34,5 +37,6 @@ def register(app: typer.Typer) -> None:
         from pseudohealthy.inference.synthesize import run_synthesis
 
         written = run_synthesis(checkpoint, input, output, device=device, overwrite=overwrite, batch_size=batch_size,
-                                adapt_steps=adapt_steps, adapt_silent=(adapt_silent_pixels, adapt_silent_slices), volume_fill=volume_fill)
+                                adapt_steps=adapt_steps, adapt_silent=(adapt_silent_pixels, adapt_silent_slices), volume_fill=volume_fill,
+                                adapt_keep=adapt_keep)
         typer.echo(f"wrote {len(written)} pseudo-healthy volume(s) to {output}")

@@ -64,9 +64,16 @@ def gate_open(generator: nn.Module, slices: np.ndarray, region: np.ndarray, devi
               batch_size: int = 16) -> np.ndarray:
     """Where ``generator``'s gate opens on a volume's ``(Z, H, W)`` slices (bool, inside ``region``),
     as synthesis runs it (eval mode, second look included)."""
+    return (gate_logits(generator, slices, region, device, batch_size) > 0) & region
+
+
+def gate_logits(generator: nn.Module, slices: np.ndarray, region: np.ndarray, device: torch.device,
+                batch_size: int = 16) -> np.ndarray:
+    """``generator``'s gate logits on a volume's ``(Z, H, W)`` slices (float32; ``-inf`` on slices
+    without ``region``), as synthesis runs it (eval mode, second look included)."""
     from pseudohealthy.inference.synthesize import with_neighbours
 
-    opened = np.zeros(slices.shape, dtype=bool)
+    logits = np.full(slices.shape, -np.inf, dtype=np.float32)
     context = int(getattr(generator, "context", 0))
     todo = np.flatnonzero(region.any(axis=(1, 2)))
     was_training = generator.training
@@ -77,9 +84,9 @@ def gate_open(generator: nn.Module, slices: np.ndarray, region: np.ndarray, devi
             x = torch.from_numpy(with_neighbours(slices, picks, context)).to(device)
             with autocast(device):
                 _, logit = generator(x, return_gate=True)
-            opened[picks] = (logit.float()[:, 0] > 0).cpu().numpy()
+            logits[picks] = logit.float()[:, 0].cpu().numpy()
     generator.train(was_training)
-    return opened & region
+    return logits
 
 
 def _crop_batch(rng: np.random.Generator, slices: np.ndarray, region: np.ndarray, silent: np.ndarray,
@@ -128,17 +135,21 @@ def masked_gate_loss(logit: torch.Tensor, target: torch.Tensor, weight: torch.Te
 
 def adapt_gate(generator: nn.Module, slices: np.ndarray, region: np.ndarray, scale: np.ndarray, offset: np.ndarray,
                organ: str, settings: AdaptSettings, device: torch.device, progress: bool = False,
-               label: str = "adapt") -> nn.Module:
+               label: str = "adapt", first_logits: np.ndarray | None = None) -> nn.Module:
     """A copy of the gated ``generator`` whose gate has trained ``settings.steps`` steps on this volume
     (module docstring); ``generator`` itself is left as it was. ``slices`` ``(Z, H, W)`` in [-1, 1],
     ``region`` its tissue, ``scale`` / ``offset`` per slice (``normalised = scale * clipped + offset``,
-    data/preprocessing.py), ``organ`` the lesion model (``brain`` or ``liver``)."""
+    data/preprocessing.py), ``organ`` the lesion model (``brain`` or ``liver``); ``first_logits``:
+    :func:`gate_logits` of ``generator`` on this volume, where the caller has them already."""
     from tqdm.auto import tqdm
 
     adapted = copy.deepcopy(generator)
     if settings.steps <= 0:
         return adapted.eval()
-    opened = gate_open(adapted, slices, region, device)
+    if first_logits is None:
+        opened = gate_open(adapted, slices, region, device)
+    else:
+        opened = (first_logits > 0) & region
     silent = silent_region(opened, settings.silent_pixels, settings.silent_slices).astype(np.float32)
     slices, tissue = np.asarray(slices, dtype=np.float32), region.astype(np.float32)
     candidates = np.flatnonzero(region.mean(axis=(1, 2)) >= MIN_TISSUE)
@@ -176,3 +187,25 @@ def silent_region(opened: np.ndarray, pixels: int, slices: int) -> np.ndarray:
     in_plane = ndimage.generate_binary_structure(3, 1)
     in_plane[0] = in_plane[2] = False
     return ndimage.binary_dilation(out, in_plane, iterations=pixels)
+
+
+def keep_survivors(first: np.ndarray, adapted: np.ndarray, share: float) -> np.ndarray:
+    """The adapted gate's logits ``(Z, H, W)`` with every 3-D component of the first opening
+    (``first > 0``, 26-connected) that the adapted gate still opens on at least ``share`` of its voxels
+    opened whole again (there the larger of the two logits).
+
+    Why: adapting teaches the volume as normal tissue everywhere outside the first opening's silent
+    margin, so a lesion the gate found only in part (its faint edges and tips missed) shrinks further,
+    while a false opening on normal tissue closes altogether (docs/quality.md, sessions 17-18). A
+    component that survives adapting is taken for a lesion and kept as first found; one that mostly
+    closes stays as the adapted gate has it."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(first > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    if count == 0:
+        return adapted
+    index = np.arange(1, count + 1)
+    size = ndimage.sum_labels(np.ones(first.shape, dtype=np.float32), labels, index)
+    still_open = ndimage.sum_labels((adapted > 0).astype(np.float32), labels, index)
+    kept = np.concatenate([[False], still_open >= share * size])
+    return np.where(kept[labels], np.maximum(first, adapted), adapted).astype(adapted.dtype)

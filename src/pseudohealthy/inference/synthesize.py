@@ -43,11 +43,15 @@ class SynthesisResult:
 class VolumeGrid:
     """What a fill over the whole volume needs besides the slices: each slice's normalisation
     (normalised = ``scale`` * input units + ``offset``, both ``(Z,)``) and the voxel size along the
-    working ``(Z, H, W)``."""
+    working ``(Z, H, W)``; with ``model.gen_gate_adapt_keep`` the gate's logits before it adapted
+    to the volume and the share of a first component the adapted gate must still open to keep it whole
+    (inference/adapt.py :func:`keep_survivors`)."""
 
     scale: np.ndarray
     offset: np.ndarray
     spacing: tuple[float, float, float]
+    before_adapting: np.ndarray | None = None
+    keep_share: float = 0.0
 
 
 def region_for_inference(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray | None:
@@ -114,6 +118,11 @@ def generate_slices(generator: torch.nn.Module, slices: np.ndarray, device: torc
         return out
     from pseudohealthy.inference.volume_fill import compose_volume
 
+    if volume.before_adapting is not None:
+        from pseudohealthy.inference.adapt import keep_survivors
+
+        logits = keep_survivors(volume.before_adapting, logits, volume.keep_share)
+
     return compose_volume(slices, logits, refinement, generator.gate_hard, volume.scale, volume.offset, volume.spacing)
 
 
@@ -134,23 +143,28 @@ def synthesize_volume(
     region = region_for_inference(image.data, cfg)
     prepared = prepare_volume(image.data, cfg, region=region)
     active = prepared.region.any(axis=(1, 2)) if prepared.region is not None else None
+    fill_volume = getattr(generator, "fill_volume", False)
+    keep_share = float(getattr(generator, "adapt_keep", 0.0)) if fill_volume else 0.0
+    first = None
     if getattr(generator, "adapt_steps", 0) > 0:
         from pseudohealthy.data.online_lesions import organ_of_source
-        from pseudohealthy.inference.adapt import AdaptSettings, adapt_gate
+        from pseudohealthy.inference.adapt import AdaptSettings, adapt_gate, gate_logits
 
         settings = AdaptSettings(steps=generator.adapt_steps)
         if adapt_silent is not None:
             settings.silent_pixels, settings.silent_slices = adapt_silent
+        if keep_share > 0:
+            first = gate_logits(generator, prepared.slices, prepared.region, device, batch_size)
         generator = adapt_gate(generator, prepared.slices, prepared.region, prepared.scale, prepared.offset,
                                organ_of_source(cfg.source), settings, device, progress=progress,
-                               label=f"adapt {case_id or image.path.name}")
+                               label=f"adapt {case_id or image.path.name}", first_logits=first)
     volume = None
-    if getattr(generator, "fill_volume", False):
+    if fill_volume:
         from pseudohealthy.inference.volume_fill import working_spacing
 
         geometry = prepared.geometry
         spacing = working_spacing(image.affine, geometry.original, geometry.working, geometry.square)
-        volume = VolumeGrid(prepared.scale, prepared.offset, spacing)
+        volume = VolumeGrid(prepared.scale, prepared.offset, spacing, first, keep_share)
     output = generate_slices(generator, prepared.slices, device, batch_size, active, volume)
     residual_norm = prepared.slices - output
     # Background stays background: no change outside the region, at working size...
@@ -262,6 +276,18 @@ def set_fill_volume(generator: torch.nn.Module, volume: bool, checkpoint: Path) 
         generator.fill_volume = bool(volume)
 
 
+def set_adapt_keep(generator: torch.nn.Module, share: float, checkpoint: Path) -> None:
+    """Set the share of a first gate component the adapted gate must still open to keep it whole
+    (``model.gen_gate_adapt_keep``), or refuse in one sentence."""
+    if not 0.0 <= share <= 1.0:
+        raise UserError(f"--adapt-keep {share}: give a share between 0 (off) and 1.")
+    if share and not (getattr(generator, "adapt_steps", 0) > 0 and getattr(generator, "fill_volume", False)):
+        raise UserError(f"{checkpoint}: --adapt-keep acts on a gate that adapts to each volume and is filled from the "
+                        "whole volume; here the adaptation or the volume fill is off (give --adapt-steps N --volume-fill).")
+    if hasattr(generator, "adapt_keep"):
+        generator.adapt_keep = float(share)
+
+
 def adapt_silent_margin(generator: torch.nn.Module, given: tuple[int | None, int | None],
                         checkpoint: Path) -> tuple[int, int] | None:
     """The adaptation's silent margin ``(pixels, slices)`` from ``--adapt-silent-pixels`` /
@@ -292,13 +318,15 @@ def run_synthesis(
     adapt_steps: int | None = None,
     adapt_silent: tuple[int | None, int | None] = (None, None),
     volume_fill: bool | None = None,
+    adapt_keep: float | None = None,
 ) -> list[Path]:
     """Synthesise every volume under ``input_path`` and write ``<case>.nii.gz``, ``<case>_residual.nii.gz``,
     ``<case>.png`` into ``output``; returns the synthetic volumes' paths. ``input_path`` may also be a
     list of ``(case_id, image path)``. ``adapt_steps`` replaces the checkpoint's
     ``model.gen_gate_adapt_steps`` (None keeps it; 0 switches the adaptation off); ``adapt_silent``
     ``(pixels, slices)`` replaces the adaptation's silent margin (inference/adapt.py; None keeps its default);
-    ``volume_fill`` replaces the checkpoint's ``model.gen_fill_volume`` (None keeps it)."""
+    ``volume_fill`` replaces the checkpoint's ``model.gen_fill_volume`` and ``adapt_keep`` its
+    ``model.gen_gate_adapt_keep`` (None keeps them)."""
     from tqdm.auto import tqdm
 
     from pseudohealthy.errors import refuse_existing_output
@@ -310,6 +338,8 @@ def run_synthesis(
     silent = adapt_silent_margin(generator, adapt_silent, checkpoint)
     if volume_fill is not None:
         set_fill_volume(generator, volume_fill, checkpoint)
+    if adapt_keep is not None:
+        set_adapt_keep(generator, adapt_keep, checkpoint)
     stats = read_checkpoint(checkpoint).get("intensity_stats")
     inputs = list(input_path) if isinstance(input_path, list) else list_inputs(Path(input_path), cfg)
     refuse_existing_output(output, overwrite)
