@@ -9,8 +9,8 @@ import torch
 
 from pseudohealthy.config import resolve_run_config
 from pseudohealthy.errors import UserError
-from pseudohealthy.inference.adapt import (AdaptSettings, _crop_batch, adapt_gate, keep_survivors, masked_gate_loss,
-                                            silent_region)
+from pseudohealthy.inference.adapt import (AdaptSettings, _crop_batch, adapt_gate, grow_components, keep_survivors,
+                                            masked_gate_loss, silent_region)
 from pseudohealthy.models import build_generator
 
 TINY_HYBRID = ["model.gen_channels=8", "model.gen_blocks=2", "model.seg_base=8", "model.seg_depth=3",
@@ -44,6 +44,50 @@ def test_silent_region_reaches_the_neighbouring_slices_then_grows_in_plane_only(
     assert all((silent[z] == plus).all() for z in range(1, 6))
     assert (silent_region(opened, pixels=0, slices=0) == opened).all()
     assert silent_region(np.zeros_like(opened), pixels=3, slices=2).sum() == 0
+
+
+def test_each_component_grows_by_its_share_of_its_own_radius_in_millimetres():
+    opened = np.zeros((40, 60, 60), dtype=bool)
+    zz, yy, xx = np.mgrid[:40, :60, :60]
+    big = (zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 20) ** 2 <= 10 ** 2  # radius 10: 4,169 voxels
+    opened |= big
+    opened[20, 50, 50] = True  # one voxel: its margin is under a voxel
+    grown = grow_components(opened, 0.3, (1.0, 1.0, 1.0))
+    radius = (3 * big.sum() / (4 * np.pi)) ** (1 / 3)
+    distance = np.sqrt((zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 20) ** 2)
+    near_big = distance <= 10 + 0.3 * radius - 1.0  # inside the grown ball, clear of voxel rounding
+    assert grown[near_big].all() and not grown[(distance > 10 + 0.3 * radius + 1.0) & (distance < 25)].any()
+    assert grown[20, 50, 50] and grown[20, 45:56, 45:56].sum() == 1  # the single voxel stays alone
+    assert (grown >= opened).all()
+    assert (grow_components(opened, 0.0, (1.0, 1.0, 1.0)) == opened).all()
+    # in millimetres: slices 3 mm apart get a third of the margin in slices, the full margin in-plane
+    coarse = grow_components(big[::3], 0.3, (3.0, 1.0, 1.0))
+    margin = 0.3 * (3 * big[::3].sum() * 3.0 / (4 * np.pi)) ** (1 / 3)
+    in_plane = coarse[big[::3].any(axis=(1, 2))].any(axis=0).sum() - big[::3].any(axis=0).sum()
+    assert in_plane > 0 and coarse.any(axis=(1, 2)).sum() - big[::3].any(axis=(1, 2)).sum() <= 2 * int(np.ceil(margin / 3.0))
+
+
+def test_the_adaptation_is_silent_on_the_grown_components(monkeypatch):
+    import pseudohealthy.inference.adapt as adapt
+
+    slices, region, scale, offset = _volume(depth=8)
+    first = np.full(slices.shape, -5.0, dtype=np.float32)
+    first[2:7, 14:34, 14:34] = 5.0  # one large first component
+    seen = []
+    original = adapt._crop_batch
+
+    def recording(rng, slices_, tissue, silent, *args):
+        seen.append(silent.copy())
+        return original(rng, slices_, tissue, silent, *args)
+
+    monkeypatch.setattr(adapt, "_crop_batch", recording)
+    settings = AdaptSettings(steps=1, batch_size=2, crop=32, seed=0, silent_pixels=0)
+    adapt_gate(_generator(), slices, region, scale, offset, "brain", settings, torch.device("cpu"), first_logits=first)
+    settings.silent_growth = 0.3
+    adapt_gate(_generator(), slices, region, scale, offset, "brain", settings, torch.device("cpu"), first_logits=first)
+    plain, grown = (s.astype(bool) for s in seen)
+    assert (plain == ((first > 0) & region)).all()
+    assert (grown >= plain).all() and grown.sum() > plain.sum() and grown[0].any() and not plain[0].any()
 
 
 def test_masked_gate_loss_does_not_see_the_silent_pixels():
@@ -141,6 +185,8 @@ def test_adapt_steps_are_checked_when_the_model_is_built():
     assert not hasattr(resnet, "adapt_steps")
     with pytest.raises(UserError, match="gen_gate_adapt_keep"):
         build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_gate_adapt_keep=1.5"]).model)
+    with pytest.raises(UserError, match="gen_gate_adapt_growth"):
+        build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_gate_adapt_growth=-0.1"]).model)
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +293,32 @@ def test_synthesis_keeps_the_first_components_the_adapted_gate_still_opens_and_t
     for extra, words in ((["--adapt-keep", "1.5"], "--adapt-keep 1.5"),
                          (["--adapt-keep", "0.5", "--slice-fill"], "the adaptation or the volume fill is off"),
                          (["--adapt-keep", "0.5", "--adapt-steps", "0"], "the adaptation or the volume fill is off")):
+        bad = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "d"] + extra)
+        assert bad.exit_code != 0 and words in bad.output and "Traceback" not in bad.output
+        assert not (tmp_path / "d").exists()
+
+
+def test_the_silent_growth_of_the_command_line_reaches_the_adaptation_with_the_volumes_spacing_and_is_checked(
+        cli, tiny_trained, hybrid_checkpoint, tmp_path, monkeypatch):
+    import pseudohealthy.inference.adapt as adapt
+
+    seen = []
+    original = adapt.adapt_gate
+
+    def recording(*args, **kwargs):
+        seen.append((args[6].silent_growth, args[6].spacing))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(adapt, "adapt_gate", recording)
+    case = tiny_trained["raw"] / "Case001" / "Case001_t2.nii.gz"
+    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "a"])
+    assert result.exit_code == 0, result.output
+    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "b", "--adapt-silent-growth", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert [growth for growth, _ in seen] == [0.0, 0.2]
+    assert len(seen[1][1]) == 3 and all(step > 0 for step in seen[1][1])
+    for extra, words in ((["--adapt-silent-growth", "-1"], "--adapt-silent-growth -1"),
+                         (["--adapt-silent-growth", "0.2", "--adapt-steps", "0"], "adaptation, which is off")):
         bad = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "d"] + extra)
         assert bad.exit_code != 0 and words in bad.output and "Traceback" not in bad.output
         assert not (tmp_path / "d").exists()

@@ -30,6 +30,10 @@ def register(app: typer.Typer) -> None:
         adapt_keep: float = typer.Option(None, "--adapt-keep", help="After adapting, a part of the gate's first opening "
                                          "that the adapted gate still opens on at least this share of is kept whole (default: "
                                          "the checkpoint's model.gen_gate_adapt_keep; 0: off; needs the volume fill)."),
+        adapt_silent_growth: float = typer.Option(None, "--adapt-silent-growth", help="While adapting, the silent region "
+                                                  "also grows each part of the gate's first opening by this share of its own "
+                                                  "radius in mm (default: the checkpoint's model.gen_gate_adapt_growth; 0: off; "
+                                                  "keeps a large lesion's faint rim from being taught as normal tissue)."),
         volume_fill: bool = typer.Option(None, "--volume-fill/--slice-fill", help="Fill the gate's opening from the whole "
                                          "volume (3-D) or slice by slice (default: the checkpoint's model.gen_fill_volume)."),
     ) -> None:
@@ -38,5 +42,5 @@ def register(app: typer.Typer) -> None:
 
         written = run_synthesis(checkpoint, input, output, device=device, overwrite=overwrite, batch_size=batch_size,
                                 adapt_steps=adapt_steps, adapt_silent=(adapt_silent_pixels, adapt_silent_slices), volume_fill=volume_fill,
-                                adapt_keep=adapt_keep)
+                                adapt_keep=adapt_keep, adapt_growth=adapt_silent_growth)
         typer.echo(f"wrote {len(written)} pseudo-healthy volume(s) to {output}")

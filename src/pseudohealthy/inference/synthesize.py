@@ -145,12 +145,18 @@ def synthesize_volume(
     active = prepared.region.any(axis=(1, 2)) if prepared.region is not None else None
     fill_volume = getattr(generator, "fill_volume", False)
     keep_share = float(getattr(generator, "adapt_keep", 0.0)) if fill_volume else 0.0
-    first = None
+    first = spacing = None
+    if fill_volume or getattr(generator, "adapt_steps", 0) > 0:
+        from pseudohealthy.inference.volume_fill import working_spacing
+
+        geometry = prepared.geometry
+        spacing = working_spacing(image.affine, geometry.original, geometry.working, geometry.square)
     if getattr(generator, "adapt_steps", 0) > 0:
         from pseudohealthy.data.online_lesions import organ_of_source
         from pseudohealthy.inference.adapt import AdaptSettings, adapt_gate, gate_logits
 
-        settings = AdaptSettings(steps=generator.adapt_steps)
+        settings = AdaptSettings(steps=generator.adapt_steps, silent_growth=float(getattr(generator, "adapt_growth", 0.0)),
+                                 spacing=spacing)
         if adapt_silent is not None:
             settings.silent_pixels, settings.silent_slices = adapt_silent
         if keep_share > 0:
@@ -160,10 +166,6 @@ def synthesize_volume(
                                label=f"adapt {case_id or image.path.name}", first_logits=first)
     volume = None
     if fill_volume:
-        from pseudohealthy.inference.volume_fill import working_spacing
-
-        geometry = prepared.geometry
-        spacing = working_spacing(image.affine, geometry.original, geometry.working, geometry.square)
         volume = VolumeGrid(prepared.scale, prepared.offset, spacing, first, keep_share)
     output = generate_slices(generator, prepared.slices, device, batch_size, active, volume)
     residual_norm = prepared.slices - output
@@ -288,6 +290,18 @@ def set_adapt_keep(generator: torch.nn.Module, share: float, checkpoint: Path) -
         generator.adapt_keep = float(share)
 
 
+def set_adapt_growth(generator: torch.nn.Module, share: float, checkpoint: Path) -> None:
+    """Set the share of each first component's radius the adaptation's silent region grows it by
+    (``model.gen_gate_adapt_growth``), or refuse in one sentence."""
+    if share < 0:
+        raise UserError(f"--adapt-silent-growth {share}: give 0 (off) or a positive share of a component's radius.")
+    if share and getattr(generator, "adapt_steps", 0) <= 0:
+        raise UserError(f"{checkpoint}: --adapt-silent-growth shapes the gate's adaptation, which is off here (give "
+                        "--adapt-steps N, or use a checkpoint trained with model.gen_gate_adapt_steps > 0).")
+    if hasattr(generator, "adapt_growth"):
+        generator.adapt_growth = float(share)
+
+
 def adapt_silent_margin(generator: torch.nn.Module, given: tuple[int | None, int | None],
                         checkpoint: Path) -> tuple[int, int] | None:
     """The adaptation's silent margin ``(pixels, slices)`` from ``--adapt-silent-pixels`` /
@@ -319,6 +333,7 @@ def run_synthesis(
     adapt_silent: tuple[int | None, int | None] = (None, None),
     volume_fill: bool | None = None,
     adapt_keep: float | None = None,
+    adapt_growth: float | None = None,
 ) -> list[Path]:
     """Synthesise every volume under ``input_path`` and write ``<case>.nii.gz``, ``<case>_residual.nii.gz``,
     ``<case>.png`` into ``output``; returns the synthetic volumes' paths. ``input_path`` may also be a
@@ -326,7 +341,7 @@ def run_synthesis(
     ``model.gen_gate_adapt_steps`` (None keeps it; 0 switches the adaptation off); ``adapt_silent``
     ``(pixels, slices)`` replaces the adaptation's silent margin (inference/adapt.py; None keeps its default);
     ``volume_fill`` replaces the checkpoint's ``model.gen_fill_volume`` and ``adapt_keep`` its
-    ``model.gen_gate_adapt_keep`` (None keeps them)."""
+    ``model.gen_gate_adapt_keep`` and ``adapt_growth`` its ``model.gen_gate_adapt_growth`` (None keeps them)."""
     from tqdm.auto import tqdm
 
     from pseudohealthy.errors import refuse_existing_output
@@ -340,6 +355,8 @@ def run_synthesis(
         set_fill_volume(generator, volume_fill, checkpoint)
     if adapt_keep is not None:
         set_adapt_keep(generator, adapt_keep, checkpoint)
+    if adapt_growth is not None:
+        set_adapt_growth(generator, adapt_growth, checkpoint)
     stats = read_checkpoint(checkpoint).get("intensity_stats")
     inputs = list(input_path) if isinstance(input_path, list) else list_inputs(Path(input_path), cfg)
     refuse_existing_output(output, overwrite)

@@ -86,6 +86,9 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
                             "steps, and adapting the gate needs canonical slices (model.slice_layout=canonical).")
         if not 0.0 <= cfg.gen_gate_adapt_keep <= 1.0:
             raise UserError(f"model.gen_gate_adapt_keep={cfg.gen_gate_adapt_keep} must be a share between 0 (off) and 1.")
+        if cfg.gen_gate_adapt_growth < 0:
+            raise UserError(f"model.gen_gate_adapt_growth={cfg.gen_gate_adapt_growth} must be 0 (off) or a positive share of a "
+                            "component's radius.")
         # the volume fill replaces the pull-push fill: like the adaptation for generators without this gate, the
         # setting is ignored where there is no such fill to replace (no fill, a learned fill, reference-layout slices)
         volume_fill_possible = cfg.gen_gate_fill and not cfg.gen_fill_net and cfg.slice_layout == "canonical"
@@ -117,7 +120,7 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
                                        second_look_area=cfg.gen_gate_second_look_area,
                                        mirror=cfg.gen_gate_mirror, context=cfg.gen_gate_context,
                                        learned_fill=learned_fill, adapt_steps=cfg.gen_gate_adapt_steps,
-                                       adapt_keep=cfg.gen_gate_adapt_keep,
+                                       adapt_keep=cfg.gen_gate_adapt_keep, adapt_growth=cfg.gen_gate_adapt_growth,
                                        fill_volume=cfg.gen_fill_volume and volume_fill_possible)
         generator.volume_fill_possible = volume_fill_possible  # read by synthesis (synthesize.set_fill_volume)
         return _with_layout(generator, cfg.slice_layout)
