@@ -290,12 +290,10 @@ def test_synthesis_keeps_the_first_components_the_adapted_gate_still_opens_and_t
     result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "c", "--adapt-keep", "0"])
     assert result.exit_code == 0, result.output
     assert shares == [0.5, 0.8] and firsts[2] is None  # off: neither the first logits nor the keeping
-    for extra, words in ((["--adapt-keep", "1.5"], "--adapt-keep 1.5"),
-                         (["--adapt-keep", "0.5", "--slice-fill"], "the adaptation or the volume fill is off"),
-                         (["--adapt-keep", "0.5", "--adapt-steps", "0"], "the adaptation or the volume fill is off")):
-        bad = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "d"] + extra)
-        assert bad.exit_code != 0 and words in bad.output and "Traceback" not in bad.output
-        assert not (tmp_path / "d").exists()
+    _assert_refused(cli, hybrid_checkpoint, case, tmp_path / "d", (
+        (["--adapt-keep", "1.5"], "--adapt-keep 1.5"),
+        (["--adapt-keep", "0.5", "--slice-fill"], "the adaptation or the volume fill is off"),
+        (["--adapt-keep", "0.5", "--adapt-steps", "0"], "the adaptation or the volume fill is off")))
 
 
 def test_the_silent_growth_of_the_command_line_reaches_the_adaptation_with_the_volumes_spacing_and_is_checked(
@@ -317,8 +315,15 @@ def test_the_silent_growth_of_the_command_line_reaches_the_adaptation_with_the_v
     assert result.exit_code == 0, result.output
     assert [growth for growth, _ in seen] == [0.0, 0.2]
     assert len(seen[1][1]) == 3 and all(step > 0 for step in seen[1][1])
-    for extra, words in ((["--adapt-silent-growth", "-1"], "--adapt-silent-growth -1"),
-                         (["--adapt-silent-growth", "0.2", "--adapt-steps", "0"], "adaptation, which is off")):
-        bad = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "d"] + extra)
+    _assert_refused(cli, hybrid_checkpoint, case, tmp_path / "d", (
+        (["--adapt-silent-growth", "-1"], "--adapt-silent-growth -1"),
+        (["--adapt-silent-growth", "0.2", "--adapt-steps", "0"], "adaptation, which is off")))
+
+
+def _assert_refused(cli, checkpoint, case, output, cases) -> None:
+    """Each ``(extra arguments, words)`` of ``cases`` makes ``synthesize`` refuse in one sentence with
+    ``words`` in it, and write nothing."""
+    for extra, words in cases:
+        bad = cli(["synthesize", "-c", checkpoint, "-i", case, "-o", output] + extra)
         assert bad.exit_code != 0 and words in bad.output and "Traceback" not in bad.output
-        assert not (tmp_path / "d").exists()
+        assert not output.exists()
