@@ -10,8 +10,9 @@ import torch
 
 from pseudohealthy.config import PreprocessConfig, resolve_run_config
 from pseudohealthy.data.nifti_io import Volume
+from pseudohealthy.errors import UserError
 from pseudohealthy.inference.synthesize import synthesize_volume
-from pseudohealthy.inference.volume_fill import _pool_factors, compose_volume, pull_push_volume, working_spacing
+from pseudohealthy.inference.volume_fill import _pool_factors, block_median, compose_volume, pull_push_volume, working_spacing
 from pseudohealthy.models import build_generator
 from pseudohealthy.models.pyramid_fill import pyramid_fill
 
@@ -34,9 +35,40 @@ def test_known_voxels_stay_and_a_constant_stays_constant_on_any_grid():
     known = torch.ones_like(constant)
     known[2:5, 5:15, 6:18] = 0.0
     for spacing in ((1.0, 1.0, 1.0), (5.0, 0.8, 0.8)):
-        filled = pull_push_volume(varied, known, spacing)
-        assert torch.equal(filled[known == 1], varied[known == 1])
-        torch.testing.assert_close(pull_push_volume(constant, known, spacing), constant, rtol=0, atol=1e-12)
+        for pull in ("mean", "median"):
+            filled = pull_push_volume(varied, known, spacing, pull=pull)
+            assert torch.equal(filled[known == 1], varied[known == 1])
+            torch.testing.assert_close(pull_push_volume(constant, known, spacing, pull=pull), constant, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError):
+        pull_push_volume(varied, known, pull="mode")
+
+
+def test_block_median_is_each_blocks_weighted_median_and_ignores_untrusted_voxels():
+    generator = torch.Generator().manual_seed(2)
+    values = torch.rand(5, 6, 7, dtype=torch.float64, generator=generator)
+    weight = torch.rand(5, 6, 7, dtype=torch.float64, generator=generator) * (torch.rand(5, 6, 7, generator=generator) > 0.3)
+    medians = block_median(values[None, None], weight[None, None], (2, 2, 2))[0, 0]
+    assert medians.shape == (3, 3, 4)  # the far blocks cut short, as avg_pool3d(ceil_mode=True) cuts them
+    for i, j, k in np.ndindex(*medians.shape):
+        block = (slice(2 * i, 2 * i + 2), slice(2 * j, 2 * j + 2), slice(2 * k, 2 * k + 2))
+        v, w = values[block].flatten().numpy(), weight[block].flatten().numpy()
+        if w.sum() == 0:
+            continue
+        order = np.argsort(v)
+        reference = v[order][np.searchsorted(np.cumsum(w[order]), 0.5 * w.sum())]  # smallest value reaching half
+        assert float(medians[i, j, k]) == pytest.approx(reference), (i, j, k)
+
+
+def test_the_median_pull_is_not_drawn_to_bright_specks_around_the_opening():
+    """Tissue of 100 with a fifth of its voxels bright (1000: sulci, vessels) around a large opening whose
+    truth is the tissue: the mean pull carries the specks into the opening, the median pull far less."""
+    values = torch.full((16, 48, 48), 100.0, dtype=torch.float64)
+    values[torch.rand(values.shape, generator=torch.Generator().manual_seed(0)) < 0.2] = 1000.0
+    known = torch.ones_like(values)
+    known[4:12, 12:36, 12:36] = 0.0
+    error = {pull: float((pull_push_volume(values, known, pull=pull)[known == 0] - 100.0).abs().mean())
+             for pull in ("mean", "median")}
+    assert error["median"] < 0.5 * error["mean"], error
 
 
 def test_a_slice_without_any_known_pixel_is_filled_from_its_neighbours():
@@ -107,6 +139,8 @@ def _gated_generator(fill_volume: bool):
 
 def test_gen_fill_volume_applies_only_where_there_is_a_pull_push_fill_to_replace():
     assert _gated_generator(True).fill_volume and not _gated_generator(False).fill_volume
+    with pytest.raises(UserError, match="model.gen_fill_pull"):
+        build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + ["model.gen_fill_pull=mode"]).model)
     for other in (["model.gen_fill_net=true"], ["model.gen_gate_fill=false", "model.gen_gate_hard=false"],
                   ["model.slice_layout=reference", "model.gen_gate_adapt_steps=0"]):
         generator = build_generator(resolve_run_config(preset="hybrid", overrides=TINY_HYBRID + other + [
@@ -160,14 +194,23 @@ def test_the_command_line_switches_the_volume_fill_and_refuses_it_where_there_is
     checkpoint = train(cfg, tmp_path / "run", progress=False)
     calls = []
     original = volume_fill.compose_volume
-    monkeypatch.setattr(volume_fill, "compose_volume", lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(volume_fill, "compose_volume", lambda *a, **k: calls.append(k["pull"]) or original(*a, **k))
     case = tiny_trained["raw"] / "Case001" / "Case001_t2.nii.gz"
     result = cli(["synthesize", "-c", checkpoint, "-i", case, "-o", tmp_path / "a"])
     assert result.exit_code == 0, result.output
-    assert len(calls) == 1  # the checkpoint's setting
+    assert calls == [resolve_run_config(preset="hybrid").model.gen_fill_pull]  # the checkpoint's settings
     result = cli(["synthesize", "-c", checkpoint, "-i", case, "-o", tmp_path / "b", "--slice-fill"])
     assert result.exit_code == 0, result.output
     assert len(calls) == 1
+    for pull in ("mean", "median"):
+        result = cli(["synthesize", "-c", checkpoint, "-i", case, "-o", tmp_path / pull, "--fill-pull", pull])
+        assert result.exit_code == 0, result.output
+        assert calls[-1] == pull
+    for extra, words in ((["--fill-pull", "mode"], "--fill-pull mode: choose one of mean, median"),
+                         (["--fill-pull", "median", "--slice-fill"], "--fill-pull median is a setting of the fill from the whole volume")):
+        refused = cli(["synthesize", "-c", checkpoint, "-i", case, "-o", tmp_path / "d"] + extra)
+        assert refused.exit_code != 0 and words in refused.output, refused.output
+        assert "Traceback" not in refused.output and not (tmp_path / "d").exists()
     refused = cli(["synthesize", "-c", tiny_trained["checkpoint"], "-i", case, "-o", tmp_path / "c", "--volume-fill"])
     assert refused.exit_code != 0 and "--volume-fill needs a gated U-Net generator" in refused.output
     assert "Traceback" not in refused.output and not (tmp_path / "c").exists()

@@ -36,11 +36,14 @@ def register(app: typer.Typer) -> None:
                                                   "keeps a large lesion's faint rim from being taught as normal tissue)."),
         volume_fill: bool = typer.Option(None, "--volume-fill/--slice-fill", help="Fill the gate's opening from the whole "
                                          "volume (3-D) or slice by slice (default: the checkpoint's model.gen_fill_volume)."),
+        fill_pull: str = typer.Option(None, "--fill-pull", help="mean | median: how the volume fill pools the tissue around "
+                                      "the opening (default: the checkpoint's model.gen_fill_pull; median is robust to a "
+                                      "bright ventricle or sulcus on the rim)."),
     ) -> None:
         """Synthesise pseudo-healthy volumes (input geometry, header and units kept); no mask needed."""
         from pseudohealthy.inference.synthesize import run_synthesis
 
         written = run_synthesis(checkpoint, input, output, device=device, overwrite=overwrite, batch_size=batch_size,
                                 adapt_steps=adapt_steps, adapt_silent=(adapt_silent_pixels, adapt_silent_slices), volume_fill=volume_fill,
-                                adapt_keep=adapt_keep, adapt_growth=adapt_silent_growth)
+                                adapt_keep=adapt_keep, adapt_growth=adapt_silent_growth, fill_pull=fill_pull)
         typer.echo(f"wrote {len(written)} pseudo-healthy volume(s) to {output}")

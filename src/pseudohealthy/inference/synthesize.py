@@ -45,13 +45,14 @@ class VolumeGrid:
     (normalised = ``scale`` * input units + ``offset``, both ``(Z,)``) and the voxel size along the
     working ``(Z, H, W)``; with ``model.gen_gate_adapt_keep`` the gate's logits before it adapted
     to the volume and the share of a first component the adapted gate must still open to keep it whole
-    (inference/adapt.py :func:`keep_survivors`)."""
+    (inference/adapt.py :func:`keep_survivors`); ``pull``: the fill's pooling (inference/volume_fill.py)."""
 
     scale: np.ndarray
     offset: np.ndarray
     spacing: tuple[float, float, float]
     before_adapting: np.ndarray | None = None
     keep_share: float = 0.0
+    pull: str = "mean"  # how the 3-D fill pools the voxels it trusts (model.gen_fill_pull)
 
 
 def region_for_inference(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray | None:
@@ -123,7 +124,8 @@ def generate_slices(generator: torch.nn.Module, slices: np.ndarray, device: torc
 
         logits = keep_survivors(volume.before_adapting, logits, volume.keep_share)
 
-    return compose_volume(slices, logits, refinement, generator.gate_hard, volume.scale, volume.offset, volume.spacing)
+    return compose_volume(slices, logits, refinement, generator.gate_hard, volume.scale, volume.offset, volume.spacing,
+                          pull=volume.pull)
 
 
 def synthesize_volume(
@@ -166,7 +168,7 @@ def synthesize_volume(
                                label=f"adapt {case_id or image.path.name}", first_logits=first)
     volume = None
     if fill_volume:
-        volume = VolumeGrid(prepared.scale, prepared.offset, spacing, first, keep_share)
+        volume = VolumeGrid(prepared.scale, prepared.offset, spacing, first, keep_share, getattr(generator, "fill_pull", "mean"))
     output = generate_slices(generator, prepared.slices, device, batch_size, active, volume)
     residual_norm = prepared.slices - output
     # Background stays background: no change outside the region, at working size...
@@ -278,6 +280,19 @@ def set_fill_volume(generator: torch.nn.Module, volume: bool, checkpoint: Path) 
         generator.fill_volume = bool(volume)
 
 
+def set_fill_pull(generator: torch.nn.Module, pull: str, checkpoint: Path) -> None:
+    """Set how the 3-D fill pools the voxels it trusts (``model.gen_fill_pull``), or refuse in one sentence."""
+    from pseudohealthy.inference.volume_fill import PULLS
+
+    if pull not in PULLS:
+        raise UserError(f"--fill-pull {pull}: choose one of {', '.join(PULLS)}.")
+    if pull != "mean" and not getattr(generator, "fill_volume", False):
+        raise UserError(f"{checkpoint}: --fill-pull {pull} is a setting of the fill from the whole volume, which is off here "
+                        "(give --volume-fill).")
+    if hasattr(generator, "fill_pull"):
+        generator.fill_pull = pull
+
+
 def set_adapt_keep(generator: torch.nn.Module, share: float, checkpoint: Path) -> None:
     """Set the share of a first gate component the adapted gate must still open to keep it whole
     (``model.gen_gate_adapt_keep``), or refuse in one sentence."""
@@ -334,6 +349,7 @@ def run_synthesis(
     volume_fill: bool | None = None,
     adapt_keep: float | None = None,
     adapt_growth: float | None = None,
+    fill_pull: str | None = None,
 ) -> list[Path]:
     """Synthesise every volume under ``input_path`` and write ``<case>.nii.gz``, ``<case>_residual.nii.gz``,
     ``<case>.png`` into ``output``; returns the synthetic volumes' paths. ``input_path`` may also be a
@@ -341,7 +357,8 @@ def run_synthesis(
     ``model.gen_gate_adapt_steps`` (None keeps it; 0 switches the adaptation off); ``adapt_silent``
     ``(pixels, slices)`` replaces the adaptation's silent margin (inference/adapt.py; None keeps its default);
     ``volume_fill`` replaces the checkpoint's ``model.gen_fill_volume`` and ``adapt_keep`` its
-    ``model.gen_gate_adapt_keep`` and ``adapt_growth`` its ``model.gen_gate_adapt_growth`` (None keeps them)."""
+    ``model.gen_gate_adapt_keep``, ``adapt_growth`` its ``model.gen_gate_adapt_growth`` and ``fill_pull`` its
+    ``model.gen_fill_pull`` (None keeps them)."""
     from tqdm.auto import tqdm
 
     from pseudohealthy.errors import refuse_existing_output
@@ -357,6 +374,8 @@ def run_synthesis(
         set_adapt_keep(generator, adapt_keep, checkpoint)
     if adapt_growth is not None:
         set_adapt_growth(generator, adapt_growth, checkpoint)
+    if fill_pull is not None:
+        set_fill_pull(generator, fill_pull, checkpoint)
     stats = read_checkpoint(checkpoint).get("intensity_stats")
     inputs = list(input_path) if isinstance(input_path, list) else list_inputs(Path(input_path), cfg)
     refuse_existing_output(output, overwrite)

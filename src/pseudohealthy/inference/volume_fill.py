@@ -13,6 +13,12 @@ that no library offers); anisotropic voxels are handled as nnU-Net pools them: a
 while its voxel size is less than twice the finest axis', and the smoothing weighs each axis'
 neighbours by ``(finest spacing / spacing)**2`` (the discrete Laplacian on that grid); on a single
 slice it is the 2-D fill's pyramid and smoothing.
+
+The pull can take each block's trust-weighted **median** instead of its mean (``pull="median"``,
+``model.gen_fill_pull``): a coarse voxel then holds the tissue most of its block holds, not a mix
+with the odd bright ventricle or sulcus on the opening's rim, which a mean carries deep into a large
+opening. The push and its smoothing are the same. The error the benchmark scores is a mean absolute
+error, whose best constant estimate is a median (docs/quality.md, session 23).
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from pseudohealthy.models.generator import dilate_one_pixel, fill_trust
 from pseudohealthy.models.pyramid_fill import SMOOTH_STEPS
 
 _EPS = 1e-6
+PULLS = ("mean", "median")  # how pull_push_volume pools a block of trusted voxels
 
 
 def _pool_factors(shape: tuple[int, ...], spacing: tuple[float, ...]) -> tuple[int, ...]:
@@ -55,16 +62,41 @@ def _smooth(filled: torch.Tensor, side_weights: tuple[float, float, float]) -> t
     return filled
 
 
+def block_median(values: torch.Tensor, weight: torch.Tensor, factors: tuple[int, int, int]) -> torch.Tensor:
+    """The ``weight``-weighted median of ``values`` over each block of ``factors`` voxels (``(1, 1, D, H, W)``
+    in, the pooled grid out, blocks at the far edges cut short as ``avg_pool3d(ceil_mode=True)`` cuts
+    them): the smallest value whose cumulative weight reaches half the block's. A block without weight
+    gets some value of its own (the caller trusts it nowhere)."""
+    shape = values.shape[-3:]
+    pad = []
+    for size, factor in zip(reversed(shape), reversed(factors)):
+        pad += [0, (-size) % factor]
+    values = F.pad(values, pad, mode="replicate")[0, 0]
+    weight = F.pad(weight, pad, mode="constant", value=0.0)[0, 0]  # padding never counts
+    (d, h, w), (fd, fh, fw) = values.shape, factors
+
+    def blocks(volume: torch.Tensor) -> torch.Tensor:
+        return volume.reshape(d // fd, fd, h // fh, fh, w // fw, fw).permute(0, 2, 4, 1, 3, 5).reshape(d // fd, h // fh, w // fw, -1)
+
+    ordered, order = torch.sort(blocks(values), dim=-1)
+    cumulative = torch.cumsum(torch.gather(blocks(weight), -1, order), dim=-1)
+    middle = torch.searchsorted(cumulative.contiguous(), (0.5 * cumulative[..., -1:]).contiguous())
+    return torch.gather(ordered, -1, middle.clamp(max=ordered.shape[-1] - 1))[..., 0][None, None]
+
+
 def pull_push_volume(values: torch.Tensor, known: torch.Tensor, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
-                     smooth_steps: int = SMOOTH_STEPS) -> torch.Tensor:
+                     smooth_steps: int = SMOOTH_STEPS, pull: str = "mean") -> torch.Tensor:
     """``values`` ``(D, H, W)`` with its unknown voxels (``known`` ~ 0) filled from the known ones.
 
     ``known`` ``(D, H, W)`` in [0, 1] is how far each voxel is trusted (voxels with 1 come back
     unchanged); ``spacing`` the voxel size along ``(D, H, W)`` in any unit. Pull: known-weighted
-    means over 2x2x2 blocks (or fewer axes, :func:`_pool_factors`) down to one voxel; push: from the
+    means (``pull="median"``: medians, :func:`block_median`) over 2x2x2 blocks (or fewer axes,
+    :func:`_pool_factors`) down to one voxel, each block trusted by its mean trust; push: from the
     coarsest level up, upsample (trilinear), blend in where a level is unknown, then ``smooth_steps``
     Jacobi steps with the known voxels held. A volume without any known voxel comes back as zeros.
     """
+    if pull not in PULLS:
+        raise ValueError(f"pull must be one of {PULLS}, not {pull!r}")
     weighted, weight = (values * known)[None, None], known.to(values.dtype)[None, None]
     levels = [(weighted, weight, tuple(float(s) for s in spacing))]
     while True:
@@ -72,8 +104,12 @@ def pull_push_volume(values: torch.Tensor, known: torch.Tensor, spacing: tuple[f
         factors = _pool_factors(tuple(weighted.shape[-3:]), step)
         if factors == (1, 1, 1):
             break
-        levels.append((F.avg_pool3d(weighted, factors, ceil_mode=True), F.avg_pool3d(weight, factors, ceil_mode=True),
-                       tuple(s * f for s, f in zip(step, factors))))
+        pooled = F.avg_pool3d(weight, factors, ceil_mode=True)
+        if pull == "median":  # kept as median x trust, so that the push below reads both pulls alike
+            coarse = block_median(weighted / weight.clamp_min(_EPS), weight, factors) * pooled
+        else:
+            coarse = F.avg_pool3d(weighted, factors, ceil_mode=True)
+        levels.append((coarse, pooled, tuple(s * f for s, f in zip(step, factors))))
     weighted, weight, _ = levels[-1]
     filled = weighted / weight.clamp_min(_EPS)
     for weighted, weight, step in reversed(levels[:-1]):
@@ -89,7 +125,8 @@ def pull_push_volume(values: torch.Tensor, known: torch.Tensor, spacing: tuple[f
 
 
 def compose_volume(slices: np.ndarray, gate_logits: np.ndarray, refinement: np.ndarray | None, hard: bool,
-                   scale: np.ndarray, offset: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+                   scale: np.ndarray, offset: np.ndarray, spacing: tuple[float, float, float],
+                   pull: str = "mean") -> np.ndarray:
     """A gated generator's output ``(Z, H, W)`` for a whole volume with the fill taken in 3-D.
 
     ``slices`` ``(Z, H, W)``: the normalised input (what the generator saw as the slice);
@@ -99,7 +136,7 @@ def compose_volume(slices: np.ndarray, gate_logits: np.ndarray, refinement: np.n
     as the generator's own; the fill trusts each voxel as training does (``fill_trust``). ``scale`` /
     ``offset`` ``(Z,)``: each slice's normalisation (normalised = scale * input units + offset); the
     fill runs in input units, so slices normalised apart are filled as one volume.
-    ``spacing``: the voxel size along ``(Z, H, W)``.
+    ``spacing``: the voxel size along ``(Z, H, W)``; ``pull``: how the fill pools (:func:`pull_push_volume`).
     """
     x = torch.from_numpy(np.asarray(slices, np.float64))
     gate = torch.sigmoid(torch.from_numpy(np.asarray(gate_logits, np.float64)))
@@ -117,7 +154,7 @@ def compose_volume(slices: np.ndarray, gate_logits: np.ndarray, refinement: np.n
                  torch.from_numpy(np.asarray(offset, np.float64))[:, None, None])
     safe_scale = torch.where(per_slice[0].abs() > _EPS, per_slice[0], torch.ones_like(per_slice[0]))
     units = (x - per_slice[1]) / safe_scale
-    filled = pull_push_volume(units, trust, spacing) * safe_scale + per_slice[1]
+    filled = pull_push_volume(units, trust, spacing, pull=pull) * safe_scale + per_slice[1]
     extra = torch.from_numpy(np.asarray(refinement, np.float64)) if refinement is not None else 0.0
     return (x + mask * (filled + extra - x)).numpy().astype(np.float32)
 

@@ -89,6 +89,10 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
         if cfg.gen_gate_adapt_growth < 0:
             raise UserError(f"model.gen_gate_adapt_growth={cfg.gen_gate_adapt_growth} must be 0 (off) or a positive share of a "
                             "component's radius.")
+        from pseudohealthy.inference.volume_fill import PULLS
+
+        if cfg.gen_fill_pull not in PULLS:
+            raise UserError(f"model.gen_fill_pull={cfg.gen_fill_pull!r} must be one of {', '.join(PULLS)}.")
         # the volume fill replaces the pull-push fill: like the adaptation for generators without this gate, the
         # setting is ignored where there is no such fill to replace (no fill, a learned fill, reference-layout slices)
         volume_fill_possible = cfg.gen_gate_fill and not cfg.gen_fill_net and cfg.slice_layout == "canonical"
@@ -121,7 +125,7 @@ def build_generator(cfg: ModelConfig, output: str = "residual", in_channels: int
                                        mirror=cfg.gen_gate_mirror, context=cfg.gen_gate_context,
                                        learned_fill=learned_fill, adapt_steps=cfg.gen_gate_adapt_steps,
                                        adapt_keep=cfg.gen_gate_adapt_keep, adapt_growth=cfg.gen_gate_adapt_growth,
-                                       fill_volume=cfg.gen_fill_volume and volume_fill_possible)
+                                       fill_volume=cfg.gen_fill_volume and volume_fill_possible, fill_pull=cfg.gen_fill_pull)
         generator.volume_fill_possible = volume_fill_possible  # read by synthesis (synthesize.set_fill_volume)
         return _with_layout(generator, cfg.slice_layout)
     if cfg.gen_fill_net:

@@ -230,7 +230,7 @@ class GatedUNetGenerator(nn.Module):
     blob in 3-D, while vessels, sulci and ventricles run on through the neighbours). The input is then
     ``(B, 1 + 2k, H, W)``: the slice first, its neighbours z-k..z-1, z+1..z+k after it
     (``inference.synthesize.with_neighbours`` builds it from a volume); the output is the slice's.
-    ``adapt_steps``, ``adapt_keep``, ``adapt_growth`` and ``fill_volume`` are read by synthesis, not by :meth:`forward`:
+    ``adapt_steps``, ``adapt_keep``, ``adapt_growth``, ``fill_volume`` and ``fill_pull`` are read by synthesis, not by :meth:`forward`:
     the gate adapts to each volume first (inference/adapt.py), and the fill under the gate is taken
     from the whole volume (inference/volume_fill.py, from :meth:`gate_maps`).
     """
@@ -239,7 +239,7 @@ class GatedUNetGenerator(nn.Module):
                  gate_from_masks: bool = False, shuffle: bool = False, second_look: float = 0.0,
                  second_look_area: int = 400, mirror: bool = False, context: int = 0,
                  learned_fill: nn.Module | None = None, adapt_steps: int = 0, adapt_keep: float = 0.0,
-                 fill_volume: bool = False, adapt_growth: float = 0.0) -> None:
+                 fill_volume: bool = False, adapt_growth: float = 0.0, fill_pull: str = "mean") -> None:
         super().__init__()
         if learned_fill is not None and not fill:
             raise ValueError("a learned fill corrects the gate's fill: it needs fill=True")
@@ -262,6 +262,7 @@ class GatedUNetGenerator(nn.Module):
         self.adapt_keep = float(adapt_keep)  # likewise (inference/adapt.py keep_survivors)
         self.adapt_growth = float(adapt_growth)  # likewise (inference/adapt.py grow_components)
         self.fill_volume = bool(fill_volume)  # read by synthesis (inference/volume_fill.py), not by forward
+        self.fill_pull = str(fill_pull)  # likewise: the 3-D fill's pooling, mean | median
         # pixel_shuffle reads output channel c from the net's channels c * scale**2 ..: the first
         # scale**2 are the correction's
         zero_correction(unet.head, self.scale ** 2 if self.shuffle else 1)
