@@ -92,6 +92,27 @@ def cli():
     return invoke
 
 
+@pytest.fixture
+def synthesize_cli(cli):
+    """``synthesize_cli.ok(checkpoint, case, output, *extra)``: ``pseudohealthy synthesize`` succeeds;
+    ``synthesize_cli.refused(checkpoint, case, output, cases)``: each ``(extra arguments, words)`` of
+    ``cases`` makes it refuse in one sentence with ``words`` in it, and write nothing."""
+    from types import SimpleNamespace
+
+    def ok(checkpoint, case, output, *extra):
+        result = cli(["synthesize", "-c", checkpoint, "-i", case, "-o", output, *extra])
+        assert result.exit_code == 0, result.output
+        return result
+
+    def refused(checkpoint, case, output, cases) -> None:
+        for extra, words in cases:
+            bad = cli(["synthesize", "-c", checkpoint, "-i", case, "-o", output] + list(extra))
+            assert bad.exit_code != 0 and words in bad.output and "Traceback" not in bad.output, bad.output
+            assert not output.exists()
+
+    return SimpleNamespace(ok=ok, refused=refused)
+
+
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory) -> dict[str, Path]:
     """A tiny BraTS-layout data set, its 32x32 slice cache and a 1-epoch tiny-preset GVS run.

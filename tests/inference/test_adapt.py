@@ -230,8 +230,8 @@ def test_adapt_steps_on_a_generator_without_a_gate_is_refused_in_one_sentence(cl
     assert "no gate to adapt" in result.output and "Traceback" not in result.output
 
 
-def test_the_silent_margin_of_the_command_line_reaches_the_adaptation_and_is_checked(cli, tiny_trained, hybrid_checkpoint,
-                                                                                    tmp_path, monkeypatch):
+def test_the_silent_margin_of_the_command_line_reaches_the_adaptation_and_is_checked(
+        cli, synthesize_cli, tiny_trained, hybrid_checkpoint, tmp_path, monkeypatch):
     import pseudohealthy.inference.adapt as adapt
 
     margins, regions = [], []
@@ -248,13 +248,9 @@ def test_the_silent_margin_of_the_command_line_reaches_the_adaptation_and_is_che
     monkeypatch.setattr(adapt, "adapt_gate", recording_gate)
     monkeypatch.setattr(adapt, "silent_region", recording_silent)
     case = tiny_trained["raw"] / "Case001" / "Case001_t2.nii.gz"
-    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "a"])
-    assert result.exit_code == 0, result.output
-    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "b", "--adapt-silent-slices", "2"])
-    assert result.exit_code == 0, result.output
-    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "c", "--adapt-silent-pixels", "5",
-                  "--adapt-silent-slices", "1"])
-    assert result.exit_code == 0, result.output
+    synthesize_cli.ok(hybrid_checkpoint, case, tmp_path / "a")
+    synthesize_cli.ok(hybrid_checkpoint, case, tmp_path / "b", "--adapt-silent-slices", "2")
+    synthesize_cli.ok(hybrid_checkpoint, case, tmp_path / "c", "--adapt-silent-pixels", "5", "--adapt-silent-slices", "1")
     assert margins == regions == [(2, 0), (2, 2), (5, 1)]
     bad = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "d", "--adapt-silent-pixels", "-1"])
     assert bad.exit_code != 0 and "--adapt-silent-pixels -1" in bad.output and "Traceback" not in bad.output
@@ -264,7 +260,7 @@ def test_the_silent_margin_of_the_command_line_reaches_the_adaptation_and_is_che
 
 
 def test_synthesis_keeps_the_first_components_the_adapted_gate_still_opens_and_the_command_line_sets_the_share(
-        cli, tiny_trained, hybrid_checkpoint, tmp_path, monkeypatch):
+        synthesize_cli, tiny_trained, hybrid_checkpoint, tmp_path, monkeypatch):
     import pseudohealthy.inference.adapt as adapt
 
     shares, firsts = [], []
@@ -281,23 +277,20 @@ def test_synthesis_keeps_the_first_components_the_adapted_gate_still_opens_and_t
     monkeypatch.setattr(adapt, "keep_survivors", recording_keep)
     monkeypatch.setattr(adapt, "adapt_gate", recording_gate)
     case = tiny_trained["raw"] / "Case001" / "Case001_t2.nii.gz"
-    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "a"])
-    assert result.exit_code == 0, result.output
+    synthesize_cli.ok(hybrid_checkpoint, case, tmp_path / "a")
     assert shares == [0.5]  # the hybrid preset's share
     assert firsts[0] is not None and firsts[0].ndim == 3  # the first logits are computed once and shared
-    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "b", "--adapt-keep", "0.8"])
-    assert result.exit_code == 0, result.output
-    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "c", "--adapt-keep", "0"])
-    assert result.exit_code == 0, result.output
+    synthesize_cli.ok(hybrid_checkpoint, case, tmp_path / "b", "--adapt-keep", "0.8")
+    synthesize_cli.ok(hybrid_checkpoint, case, tmp_path / "c", "--adapt-keep", "0")
     assert shares == [0.5, 0.8] and firsts[2] is None  # off: neither the first logits nor the keeping
-    _assert_refused(cli, hybrid_checkpoint, case, tmp_path / "d", (
+    synthesize_cli.refused(hybrid_checkpoint, case, tmp_path / "d", (
         (["--adapt-keep", "1.5"], "--adapt-keep 1.5"),
         (["--adapt-keep", "0.5", "--slice-fill"], "the adaptation or the volume fill is off"),
         (["--adapt-keep", "0.5", "--adapt-steps", "0"], "the adaptation or the volume fill is off")))
 
 
 def test_the_silent_growth_of_the_command_line_reaches_the_adaptation_with_the_volumes_spacing_and_is_checked(
-        cli, tiny_trained, hybrid_checkpoint, tmp_path, monkeypatch):
+        synthesize_cli, tiny_trained, hybrid_checkpoint, tmp_path, monkeypatch):
     import pseudohealthy.inference.adapt as adapt
 
     seen = []
@@ -309,21 +302,11 @@ def test_the_silent_growth_of_the_command_line_reaches_the_adaptation_with_the_v
 
     monkeypatch.setattr(adapt, "adapt_gate", recording)
     case = tiny_trained["raw"] / "Case001" / "Case001_t2.nii.gz"
-    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "a"])
-    assert result.exit_code == 0, result.output
-    result = cli(["synthesize", "-c", hybrid_checkpoint, "-i", case, "-o", tmp_path / "b", "--adapt-silent-growth", "0.2"])
-    assert result.exit_code == 0, result.output
+    synthesize_cli.ok(hybrid_checkpoint, case, tmp_path / "a")
+    synthesize_cli.ok(hybrid_checkpoint, case, tmp_path / "b", "--adapt-silent-growth", "0.2")
     assert [growth for growth, _ in seen] == [0.0, 0.2]
     assert len(seen[1][1]) == 3 and all(step > 0 for step in seen[1][1])
-    _assert_refused(cli, hybrid_checkpoint, case, tmp_path / "d", (
+    synthesize_cli.refused(hybrid_checkpoint, case, tmp_path / "d", (
         (["--adapt-silent-growth", "-1"], "--adapt-silent-growth -1"),
         (["--adapt-silent-growth", "0.2", "--adapt-steps", "0"], "adaptation, which is off")))
 
-
-def _assert_refused(cli, checkpoint, case, output, cases) -> None:
-    """Each ``(extra arguments, words)`` of ``cases`` makes ``synthesize`` refuse in one sentence with
-    ``words`` in it, and write nothing."""
-    for extra, words in cases:
-        bad = cli(["synthesize", "-c", checkpoint, "-i", case, "-o", output] + extra)
-        assert bad.exit_code != 0 and words in bad.output and "Traceback" not in bad.output
-        assert not output.exists()

@@ -182,8 +182,8 @@ def test_synthesis_with_the_volume_fill_restores_a_structure_that_runs_through_t
     assert errors[True] < 0.5 * errors[False], errors
 
 
-def test_the_command_line_switches_the_volume_fill_and_refuses_it_where_there_is_no_gate(cli, tiny_trained, tmp_path,
-                                                                                        monkeypatch):
+def test_the_command_line_switches_the_volume_fill_and_refuses_it_where_there_is_no_gate(cli, synthesize_cli, tiny_trained,
+                                                                                        tmp_path, monkeypatch):
     import pseudohealthy.inference.volume_fill as volume_fill
     from pseudohealthy.training.loop import train
 
@@ -203,14 +203,11 @@ def test_the_command_line_switches_the_volume_fill_and_refuses_it_where_there_is
     assert result.exit_code == 0, result.output
     assert len(calls) == 1
     for pull in ("mean", "median"):
-        result = cli(["synthesize", "-c", checkpoint, "-i", case, "-o", tmp_path / pull, "--fill-pull", pull])
-        assert result.exit_code == 0, result.output
+        synthesize_cli.ok(checkpoint, case, tmp_path / pull, "--fill-pull", pull)
         assert calls[-1] == pull
-    for extra, words in ((["--fill-pull", "mode"], "--fill-pull mode: choose one of mean, median"),
-                         (["--fill-pull", "median", "--slice-fill"], "--fill-pull median is a setting of the fill from the whole volume")):
-        refused = cli(["synthesize", "-c", checkpoint, "-i", case, "-o", tmp_path / "d"] + extra)
-        assert refused.exit_code != 0 and words in refused.output, refused.output
-        assert "Traceback" not in refused.output and not (tmp_path / "d").exists()
+    synthesize_cli.refused(checkpoint, case, tmp_path / "d", (
+        (["--fill-pull", "mode"], "--fill-pull mode: choose one of mean, median"),
+        (["--fill-pull", "median", "--slice-fill"], "--fill-pull median is a setting of the fill from the whole volume")))
     refused = cli(["synthesize", "-c", tiny_trained["checkpoint"], "-i", case, "-o", tmp_path / "c", "--volume-fill"])
     assert refused.exit_code != 0 and "--volume-fill needs a gated U-Net generator" in refused.output
     assert "Traceback" not in refused.output and not (tmp_path / "c").exists()
