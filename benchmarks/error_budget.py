@@ -18,7 +18,11 @@ inserted voxels of known truth, as fractions of the input's lesion error ``sum|x
 - ``<fill>_union``: the same under the opening joined with the true mask (every lesion voxel covered,
   the opening's extra voxels kept): what perfect coverage with this gate's shape would give;
 - ``<fill>_true`` / ``<fill>_true_dilated``: under the true mask, exact and grown one pixel (the hard
-  gate's dilation): the fill's own ceiling.
+  gate's dilation): the fill's own ceiling;
+- with ``--volume``, ``volume_own`` / ``volume_union`` / ``volume_true``: the same three holes filled by the
+  default's 3-D fill (``inference/volume_fill.py pull_push_volume``, session 20) on the file's voxel grid,
+  trusting every organ voxel outside the hole and nothing in it (the default trusts its opening's border
+  softly, so ``method`` and ``volume_own`` differ by that).
 
 Slices are axial (``array[:, :, z]``), as the fills work. Written in session 17 (docs/quality.md).
 """
@@ -50,9 +54,10 @@ def _fill(kind: str, image: np.ndarray, hole: np.ndarray, tissue: np.ndarray) ->
 
 
 def case_budget(x_p: np.ndarray, x_s: np.ndarray, x_h: np.ndarray, lesion: np.ndarray,
-                tissue: np.ndarray) -> dict[str, float]:
+                tissue: np.ndarray, spacing: tuple[float, float, float] | None = None) -> dict[str, float]:
     """The figures of the module docstring for one case (volumes ``(X, Y, Z)``, input units; ``tissue``:
-    the organ region the fills take their context from, as ``pseudohealthy fill`` uses it)."""
+    the organ region the fills take their context from, as ``pseudohealthy fill`` uses it; ``spacing``:
+    the voxel size, which also adds the 3-D fill's ``volume_*`` figures)."""
     from scipy.ndimage import binary_dilation
 
     known = lesion & np.isfinite(x_h)
@@ -71,6 +76,16 @@ def case_budget(x_p: np.ndarray, x_s: np.ndarray, x_h: np.ndarray, lesion: np.nd
                 key = f"{kind}_{name}"
                 left[key] = left.get(key, 0.0) + float(np.abs(out - truth)[scored].sum())
     figures.update({key: 1.0 - value / before for key, value in left.items()})
+    if spacing is not None:
+        import torch
+
+        from pseudohealthy.inference.volume_fill import pull_push_volume
+
+        for name, hole in {"own": opened, "union": opened | lesion, "true": lesion}.items():
+            filled = pull_push_volume(torch.from_numpy(x_p.astype(np.float64)),
+                                      torch.from_numpy((tissue & ~hole).astype(np.float64)), spacing).numpy()
+            out = np.where(hole & tissue, filled, x_p)
+            figures[f"volume_{name}"] = 1.0 - float(np.abs(out - x_h)[known].sum()) / before
     return figures
 
 
@@ -79,9 +94,11 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="an inserted-lesion data set (with true healthy volumes)")
     parser.add_argument("--outputs", required=True, help="a method's output folder (<case_id>.nii.gz)")
     parser.add_argument("--subject", default=None, help="only the copies of this source case (ids starting with it)")
+    parser.add_argument("--volume", action="store_true", help="also the 3-D fill of the default (inference/volume_fill.py) "
+                        "under each hole, trusting nothing inside it: volume_own / volume_union / volume_true")
     args = parser.parse_args()
     from pseudohealthy.data.case_writer import case_region
-    from pseudohealthy.data.nifti_io import load_nifti
+    from pseudohealthy.data.nifti_io import canonical_voxel_size, load_nifti
     from pseudohealthy.data.sources import detect_source, find_cases, load_case
 
     source = detect_source(args.data)
@@ -97,7 +114,8 @@ def main() -> None:
         x_s = load_nifti(output, "method output").data  # canonical voxel order, as the case's volumes
         rows[files_of_case.case_id] = case_budget(np.asarray(case.image.data, np.float32), x_s,
                                                   np.asarray(case.healthy.data, np.float32), np.asarray(case.lesion, bool),
-                                                  np.asarray(case_region(case), bool))
+                                                  np.asarray(case_region(case), bool),
+                                                  tuple(canonical_voxel_size(case.image.affine)) if args.volume else None)
         print(json.dumps({"case": files_of_case.case_id, **{k: round(v, 3) for k, v in rows[files_of_case.case_id].items()}}),
               flush=True)
     if not rows:

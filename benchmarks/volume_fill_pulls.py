@@ -27,13 +27,14 @@ import torch
 
 def case_figures(case, fills: list[str]) -> dict[str, float]:
     from pseudohealthy.data.case_writer import case_region
+    from pseudohealthy.data.nifti_io import canonical_voxel_size
     from pseudohealthy.inference.fills import fill_lesion
     from pseudohealthy.inference.volume_fill import PULLS, pull_push_volume
     from pseudohealthy.metrics.ground_truth import error_reduction
 
     image, lesion = case.image.data, np.asarray(case.lesion, bool)
     region = case_region(case)
-    spacing = tuple(float(s) for s in case.image.header.get_zooms()[:3])
+    spacing = tuple(float(s) for s in canonical_voxel_size(case.image.affine))
     known = torch.from_numpy((region & ~lesion).astype(np.float64))
     values = torch.from_numpy(np.asarray(image, np.float64))
     figures = {}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 
-from pseudohealthy.data.nifti_io import canonical_shape, load_nifti, same_geometry, save_like, strip_nifti_suffix
+from pseudohealthy.data.nifti_io import canonical_shape, canonical_voxel_size, load_nifti, same_geometry, save_like, strip_nifti_suffix
 from pseudohealthy.errors import UserError
 
 
@@ -76,3 +76,14 @@ def test_missing_file_and_suffixes(tmp_path):
     with pytest.raises(UserError, match="mask file not found"):
         load_nifti(tmp_path / "nope.nii.gz", "mask")
     assert strip_nifti_suffix("a_t2.nii.gz") == "a_t2" and strip_nifti_suffix("b.nii") == "b"
+
+
+def test_canonical_voxel_size_follows_the_reoriented_axes(tmp_path):
+    # file axes (i, j, k) of sizes (2, 4, 3) point along (-y, z, x): canonical (X, Y, Z) sizes are (3, 2, 4)
+    affine = np.array([[0.0, 0.0, 3.0, 0.0], [-2.0, 0.0, 0.0, 0.0], [0.0, 4.0, 0.0, 0.0], [0, 0, 0, 1]])
+    data = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)
+    path = tmp_path / "oblique.nii.gz"
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    volume = load_nifti(path)
+    np.testing.assert_allclose(canonical_voxel_size(volume.affine), [3.0, 2.0, 4.0])
+    assert volume.data.shape == (7, 5, 6)  # the same reordering as the sizes: x <- k, y <- i, z <- j

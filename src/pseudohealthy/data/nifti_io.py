@@ -81,6 +81,17 @@ def load_nifti(path: str | Path, what: str = "image", dtype: type = np.float32, 
     return Volume(data=np.ascontiguousarray(data), affine=np.asarray(img.affine, dtype=np.float64), header=img.header.copy(), path=path)
 
 
+def canonical_voxel_size(affine: np.ndarray) -> np.ndarray:
+    """Voxel size (mm) along the canonical axes ``(X, Y, Z)`` of a volume read with :func:`load_nifti` from a
+    file with ``affine`` (the file's sizes, reordered as the reorientation reorders its axes)."""
+    sizes = np.sqrt((np.asarray(affine, np.float64)[:3, :3] ** 2).sum(axis=0))
+    canonical = np.ones(3)
+    for axis, (target, _flip) in enumerate(io_orientation(affine)):
+        if not np.isnan(target):
+            canonical[int(target)] = sizes[axis]
+    return canonical
+
+
 def canonical_shape(path: str | Path, what: str = "image") -> tuple[int, int, int]:
     """The canonical (RAS+) shape of a 3D NIfTI file from its header alone (no voxel is read)."""
     path = Path(path)

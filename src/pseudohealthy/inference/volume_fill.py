@@ -22,8 +22,6 @@ error, whose best constant estimate is a median (docs/quality.md, session 23).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -164,13 +162,9 @@ def working_spacing(affine: np.ndarray, original: tuple[int, int], working: tupl
     """Voxel size along the working slices' ``(Z, H, W)`` for a canonical volume ``(X, Y, Z)`` read
     from a file with ``affine``: the file's voxel sizes in canonical order, the in-plane ones scaled
     by the resize from the (padded) slice ``square`` (or ``original``) to ``working``."""
-    from nibabel.orientations import io_orientation
+    from pseudohealthy.data.nifti_io import canonical_voxel_size
 
-    sizes = np.sqrt((np.asarray(affine, np.float64)[:3, :3] ** 2).sum(axis=0))
-    canonical = np.ones(3)
-    for axis, (target, _flip) in enumerate(io_orientation(affine)):
-        if not math.isnan(target):
-            canonical[int(target)] = sizes[axis]
+    canonical = canonical_voxel_size(affine)
     source = square if square and all(square) else original
     return (float(canonical[2]), float(canonical[0] * source[0] / working[0]),
             float(canonical[1] * source[1] / working[1]))
