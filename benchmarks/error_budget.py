@@ -53,6 +53,11 @@ def _fill(kind: str, image: np.ndarray, hole: np.ndarray, tissue: np.ndarray) ->
     return pyramid_fill(torch.from_numpy(image)[None, None], known)[0, 0].numpy()
 
 
+def method_opening(x_p: np.ndarray, x_s: np.ndarray) -> np.ndarray:
+    """Where a method's output differs from its input (bool, the input's shape): its *opening*."""
+    return np.abs(np.asarray(x_s, np.float64) - x_p) > 1e-6 * max(float(np.abs(x_p).max()), 1.0)
+
+
 def case_budget(x_p: np.ndarray, x_s: np.ndarray, x_h: np.ndarray, lesion: np.ndarray,
                 tissue: np.ndarray, spacing: tuple[float, float, float] | None = None) -> dict[str, float]:
     """The figures of the module docstring for one case (volumes ``(X, Y, Z)``, input units; ``tissue``:
@@ -61,7 +66,7 @@ def case_budget(x_p: np.ndarray, x_s: np.ndarray, x_h: np.ndarray, lesion: np.nd
     from scipy.ndimage import binary_dilation
 
     known = lesion & np.isfinite(x_h)
-    opened = np.abs(x_s - x_p) > 1e-6 * max(float(np.abs(x_p).max()), 1.0)
+    opened = method_opening(x_p, x_s)
     before = float(np.abs(x_p - x_h)[known].sum())
     figures = {"missed": float(np.abs(x_p - x_h)[known & ~opened].sum()) / before,
                "method": 1.0 - float(np.abs(x_s - x_h)[known].sum()) / before}
@@ -81,9 +86,9 @@ def case_budget(x_p: np.ndarray, x_s: np.ndarray, x_h: np.ndarray, lesion: np.nd
 
         from pseudohealthy.inference.volume_fill import pull_push_volume
 
+        values = torch.from_numpy(x_p.astype(np.float64))
         for name, hole in {"own": opened, "union": opened | lesion, "true": lesion}.items():
-            filled = pull_push_volume(torch.from_numpy(x_p.astype(np.float64)),
-                                      torch.from_numpy((tissue & ~hole).astype(np.float64)), spacing).numpy()
+            filled = pull_push_volume(values, torch.from_numpy((tissue & ~hole).astype(np.float64)), spacing).numpy()
             out = np.where(hole & tissue, filled, x_p)
             figures[f"volume_{name}"] = 1.0 - float(np.abs(out - x_h)[known].sum()) / before
     return figures
